@@ -1,0 +1,65 @@
+"""Atari environments through gymnasium + ale-py, wrapped with gymnasium's own wrappers."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import (
+    ClipReward,
+    FrameStackObservation,
+    RecordEpisodeStatistics,
+    ReshapeObservation,
+    TransformObservation,
+)
+
+from .config import Config
+from .preprocess import preprocess
+
+gym.register_envs(ale_py)  # makes the ALE/... ids known; the ROMs ship inside ale-py's wheel
+
+
+def make_env(config: Config, train: bool = True, render_mode: str | None = None) -> gym.Env:
+    """The game of `config`, preprocessed as the config says.
+
+    Wrappers, inside out: ALE (frame skip, sticky actions) -> episode statistics (the real
+    game score, in ``info["episode"]``) -> crop/resize/scale -> frame stack (`stack` model
+    only) -> reward clipping (training only, so evaluation reports real scores).
+    """
+    env = gym.make(
+        config.env_id,
+        obs_type="grayscale" if config.grayscale else "rgb",
+        frameskip=config.frame_skip,
+        repeat_action_probability=config.repeat_action_probability,
+        full_action_space=False,
+        render_mode=render_mode,
+    )
+    env = RecordEpisodeStatistics(env)
+    shape = (config.frame_channels, config.frame_size, config.frame_size)
+    env = TransformObservation(
+        env,
+        partial(
+            preprocess,
+            top=config.crop_top,
+            bottom=config.crop_bottom,
+            size=config.frame_size,
+            grayscale=config.grayscale,
+        ),
+        observation_space=gym.spaces.Box(0.0, 1.0, shape, np.float32),
+    )
+    if config.model == "stack":
+        env = FrameStackObservation(env, stack_size=config.stack_frames)
+        env = ReshapeObservation(env, (config.input_channels, config.frame_size, config.frame_size))
+    if train and config.clip_rewards:
+        env = ClipReward(env, -1.0, 1.0)
+    return env
+
+
+def num_actions(config: Config) -> int:
+    """The size of the game's minimal action set."""
+    env = gym.make(config.env_id, full_action_space=False)
+    n = int(env.action_space.n)
+    env.close()
+    return n

@@ -1,0 +1,99 @@
+"""Greedy play: the seed's validation agent, and the scorer behind `a3c evaluate`.
+
+The evaluator process takes the most probable action (argmax, no sampling), reports the real
+game score of every episode, and reloads the shared weights after each one to follow
+training. When an episode reaches the target score it confirms it: `eval_episodes` fresh
+episodes with the same frozen weights, whose mean decides whether the run is done.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from .config import Config
+from .envs import make_env
+from .models import ActorCritic, build_model, copy_weights
+from .worker import SharedState, init_child, parent_alive
+
+
+@torch.no_grad()
+def play_episode(model: ActorCritic, env: gym.Env, seed: int | None = None, greedy: bool = True,
+                 on_frame: Callable[[np.ndarray], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> tuple[float, int]:
+    """Play one episode; return (real game score, agent steps).
+
+    `on_frame` receives ``env.render()`` after every step (for video); `should_stop` is
+    polled every 200 steps so a long episode can be abandoned.
+    """
+    obs, _ = env.reset(seed=seed)
+    state = model.initial_state()
+    score, steps = 0.0, 0
+    if on_frame is not None:
+        on_frame(env.render())
+    while True:
+        logits, _, state = model(torch.from_numpy(obs).unsqueeze(0), state)
+        if greedy:
+            action = int(logits.argmax())
+        else:
+            action = int(torch.multinomial(torch.softmax(logits, -1), 1))
+        obs, reward, terminated, truncated, _ = env.step(action)
+        score += float(reward)
+        steps += 1
+        if on_frame is not None:
+            on_frame(env.render())
+        if terminated or truncated:
+            return score, steps
+        if should_stop is not None and steps % 200 == 0 and should_stop():
+            return score, steps
+
+
+def evaluate_model(model: ActorCritic, config: Config, episodes: int, seed: int = 0
+                   ) -> list[float]:
+    """Greedy real scores of `episodes` episodes, seeded seed, seed+1, ..."""
+    env = make_env(config, train=False)
+    try:
+        return [play_episode(model, env, seed=seed + i)[0] for i in range(episodes)]
+    finally:
+        env.close()
+
+
+def evaluator_process(config: Config, shared: SharedState, parent_pid: int, seed: int) -> None:
+    """The body of the evaluator child process."""
+    init_child()
+    if config.eval_nice:
+        os.nice(config.eval_nice)  # yield the cores to the workers; evaluation can wait
+    env = make_env(config, train=False)
+    model = build_model(config, int(env.action_space.n))
+    model.eval()
+
+    def should_stop() -> bool:
+        return shared.stop.is_set() or not parent_alive(parent_pid)
+
+    episode = 0
+    while not should_stop():
+        copy_weights(model, shared.model)  # follow training: fresh weights every episode
+        steps_at_load = int(shared.steps.sum())
+        score, length = play_episode(model, env, seed=seed + episode, should_stop=should_stop)
+        episode += 1
+        if should_stop():
+            break
+        shared.events.put(("eval", score, length, steps_at_load))
+        if config.target_score is not None and score >= config.target_score:
+            # CONFIRM: the same frozen weights, fresh episodes, the mean decides.
+            scores = []
+            for _ in range(config.eval_episodes):
+                scores.append(play_episode(model, env, seed=seed + episode,
+                                           should_stop=should_stop)[0])
+                episode += 1
+                if should_stop():
+                    break
+            if len(scores) == config.eval_episodes:
+                shared.events.put(("confirm", scores, steps_at_load))
+        if config.eval_interval_s:
+            shared.stop.wait(config.eval_interval_s)
+    env.close()

@@ -1,0 +1,156 @@
+"""The two actor-critic networks of the seed, built by name.
+
+Both read frames through the same stack of 3x3 stride-2 convolutions and end in the same
+two heads (policy logits, state value). They differ only where the seed says:
+
+- ``gru``:   one frame in (C channels), a GRUCell carries what earlier frames showed.
+- ``stack``: the last k frames concatenated (k*C channels), a dense layer instead of the GRUCell.
+  Its first layer is as wide as its second (seed: 12->16->16 instead of 3->8->16).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .config import Config
+
+
+class ActorCritic(nn.Module):
+    """Conv encoder -> core -> policy and value heads. Subclasses define the core."""
+
+    recurrent = False
+
+    def __init__(self, in_channels: int, channels: tuple[int, ...], frame_size: int,
+                 hidden_size: int, num_actions: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for out_channels in channels:
+            layers += [nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1), nn.ReLU()]
+            in_channels = out_channels
+            frame_size = math.ceil(frame_size / 2)
+        layers.append(nn.Flatten())
+        self.encoder = nn.Sequential(*layers)
+        self.feature_size = in_channels * frame_size * frame_size
+        self.hidden_size = hidden_size
+        self.core = self._make_core(self.feature_size, hidden_size)
+        self.policy = nn.Linear(hidden_size, num_actions)
+        self.value = nn.Linear(hidden_size, 1)
+        self._init_weights()
+
+    def _make_core(self, feature_size: int, hidden_size: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _init_weights(self) -> None:
+        # Orthogonal weights, and a nearly uniform first policy: every action gets tried.
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.orthogonal_(m.weight, math.sqrt(2))
+                nn.init.zeros_(m.bias)
+        nn.init.orthogonal_(self.policy.weight, 0.01)
+        nn.init.orthogonal_(self.value.weight, 1.0)
+
+    def initial_state(self, batch: int = 1) -> torch.Tensor:
+        """The core's state at the start of an episode (empty for a feed-forward core)."""
+        return torch.zeros(batch, self.hidden_size if self.recurrent else 0)
+
+    def forward(self, obs: torch.Tensor, state: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step: obs (B,C,H,W) and core state -> logits (B,A), value (B,), next state."""
+        hidden, state = self._core_step(self.encoder(obs), state)
+        return self.policy(hidden), self.value(hidden).squeeze(-1), state
+
+    def unroll(self, obs: torch.Tensor, state: torch.Tensor, dones: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole rollout at once: obs (T+1,C,H,W) from `state`, dones (T,) -> logits, values.
+
+        ``dones[t]`` says an episode ended after step t, so the core state is reset before
+        obs t+1. The convolutions run on all T+1 frames in one batch (the costly part); only
+        the GRUCell, if any, loops over time.
+        """
+        features = self.encoder(obs)
+        hidden = self._core_unroll(features, state, dones)
+        return self.policy(hidden), self.value(hidden).squeeze(-1)
+
+    def _core_step(self, features: torch.Tensor, state: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _core_unroll(self, features: torch.Tensor, state: torch.Tensor, dones: torch.Tensor
+                     ) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class GRUActorCritic(ActorCritic):
+    """One frame in; a GRUCell remembers the past (the seed's basic model)."""
+
+    recurrent = True
+
+    def _make_core(self, feature_size: int, hidden_size: int) -> nn.Module:
+        return nn.GRUCell(feature_size, hidden_size)
+
+    def _init_weights(self) -> None:
+        super()._init_weights()
+        for name, p in self.core.named_parameters():
+            if "bias" in name:
+                nn.init.zeros_(p)
+            else:
+                nn.init.orthogonal_(p)
+
+    def _core_step(self, features, state):
+        state = self.core(features, state)
+        return state, state
+
+    def _core_unroll(self, features, state, dones):
+        # The same GRUCell weights, unrolled by torch's fused sequence kernel (torch.gru): the
+        # numbers equal a Python loop over self.core, at half the cost. The sequence is cut
+        # where an episode ended, and the state restarts from zeros there.
+        cell = self.core
+        weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+        cuts = (torch.nonzero(dones[: features.shape[0] - 1]).flatten() + 1).tolist()
+        outputs, start = [], 0
+        for end in [*cuts, features.shape[0]]:
+            out, _ = torch.gru(features[start:end].unsqueeze(1), state.unsqueeze(0), weights,
+                               True, 1, 0.0, self.training, False, False)
+            outputs.append(out.squeeze(1))
+            state, start = torch.zeros_like(state), end
+        return torch.cat(outputs)
+
+
+class StackActorCritic(ActorCritic):
+    """The last k frames concatenated; a dense layer where the GRU model has its GRUCell."""
+
+    def _make_core(self, feature_size: int, hidden_size: int) -> nn.Module:
+        return nn.Linear(feature_size, hidden_size)
+
+    def _core_step(self, features, state):
+        return F.relu(self.core(features)), state
+
+    def _core_unroll(self, features, state, dones):
+        return F.relu(self.core(features))
+
+
+def build_model(config: Config, num_actions: int) -> ActorCritic:
+    """The network `config.model` names, sized by the config."""
+    if config.model == "gru":
+        return GRUActorCritic(config.input_channels, config.conv_channels, config.frame_size,
+                              config.hidden_size, num_actions)
+    if config.model == "stack":
+        c = config.conv_channels
+        return StackActorCritic(config.input_channels, (c[1], *c[1:]), config.frame_size,
+                                config.hidden_size, num_actions)
+    raise ValueError(f"model={config.model!r} is unknown: allowed are 'gru', 'stack'")
+
+
+def copy_weights(dst: nn.Module, src: nn.Module) -> None:
+    """Overwrite `dst`'s parameters with `src`'s (the worker's sync from the shared model)."""
+    with torch.no_grad():
+        for d, s in zip(dst.parameters(), src.parameters()):
+            d.copy_(s)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,66 @@
+"""Turning an Atari frame into network input: pure functions on numpy arrays.
+
+The seed's recipe: keep rows 35 .. 210-15 (no score board, no borders), scale 0-255 to 0-1,
+resize to a fixed square, channels first. Everything here is a plain function so a notebook
+can call it on one frame and a wrapper can call it on every frame.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def crop(frame: np.ndarray, top: int = 35, bottom: int = 15) -> np.ndarray:
+    """Drop `top` rows (score board) and `bottom` rows (border) of an HxW[xC] frame."""
+    height = frame.shape[0]
+    if top < 0 or bottom < 0 or top + bottom >= height:
+        raise ValueError(
+            f"crop top={top}, bottom={bottom} of a {height}-row frame: allowed are "
+            f"non-negative values with top + bottom < {height}"
+        )
+    return frame[top : height - bottom]
+
+
+def to_grayscale(frame: np.ndarray) -> np.ndarray:
+    """RGB (HxWx3, uint8) to luminance (HxW, uint8); a 2-D frame is returned unchanged."""
+    if frame.ndim == 2:
+        return frame
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+def resize(frame: np.ndarray, size: int) -> np.ndarray:
+    """Resize HxW[xC] to size x size; area averaging keeps thin objects (the ball) visible."""
+    if size < 1:
+        raise ValueError(f"size={size}: allowed is a positive number of pixels")
+    return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def scale(frame: np.ndarray) -> np.ndarray:
+    """uint8 0..255 to float32 0..1."""
+    return frame.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+def channels_first(frame: np.ndarray) -> np.ndarray:
+    """HxW -> 1xHxW, HxWxC -> CxHxW (the layout torch's conv layers read)."""
+    if frame.ndim == 2:
+        return frame[None]
+    return np.ascontiguousarray(frame.transpose(2, 0, 1))
+
+
+def preprocess(
+    frame: np.ndarray,
+    top: int = 35,
+    bottom: int = 15,
+    size: int = 160,
+    grayscale: bool = False,
+) -> np.ndarray:
+    """The whole recipe: crop, (gray), resize, scale to [0, 1], channels first -> float32 CxSxS.
+
+    Resizing runs on uint8 before scaling because it is faster and gives the same picture.
+    """
+    out = crop(frame, top, bottom)
+    if grayscale:
+        out = to_grayscale(out)
+    out = resize(out, size)
+    return channels_first(scale(out))

@@ -1,0 +1,415 @@
+"""The trainer owns every process of a run: it starts them, watches them, restarts a worker
+that dies, stops them all (on a budget, a target, an error, Ctrl-C or SIGTERM) and writes the
+run directory:
+
+- ``config.json``   the run's :class:`Config`, written first
+- ``metrics.jsonl`` one JSON object a line, append-only; every row has ``event``, ``time_s``
+  and ``steps``; evaluation rows have ``eval_return``
+- ``checkpoint.pt`` model, shared Adam state and counters, replaced atomically
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
+from .config import Config
+from .envs import num_actions
+from .evaluator import evaluator_process
+from .models import build_model
+from .shared_adam import SharedAdam
+from .worker import EXIT_DIVERGED, SharedState, train_worker
+
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt")
+POLL_S = 0.25  # how often the trainer looks at its children and the event queue
+PROGRESS_ROW_S = 10.0  # how often a throughput row goes to metrics.jsonl
+MAX_RESTARTS = 5  # a child that dies this many times ...
+RESTART_WINDOW_S = 60.0  # ... within this many seconds stops the run
+STOP_GRACE_S = 3.0  # children get this long to finish after the stop event, then are killed
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be used as asked (exists, or has nothing to resume)."""
+
+
+class TrainingError(RuntimeError):
+    """The run had to stop: a child kept dying, or the model diverged."""
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into the same clean stop as Ctrl-C."""
+
+
+@dataclass
+class TrainResult:
+    """How a run ended."""
+
+    run_dir: Path
+    stop_reason: str  # steps | minutes | target | interrupted | terminated | error
+    steps: int
+    time_s: float
+    episodes: int
+    restarts: int
+    last_eval: float | None
+    confirmed_mean: float | None
+
+
+def default_run_dir(config: Config) -> Path:
+    game = config.env_id.split("/")[-1].split("-")[0].lower()
+    return Path("runs") / f"{game}-{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber a run unless told; on resume, require a checkpoint."""
+    if resume and overwrite:
+        raise RunDirError("resume and overwrite exclude each other: choose one")
+    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if resume:
+        if not (run_dir / "checkpoint.pt").is_file():
+            raise RunDirError(f"cannot resume: {str(run_dir)!r} holds no checkpoint.pt")
+        return
+    if existing and not overwrite:
+        raise RunDirError(
+            f"run directory {str(run_dir)!r} already holds a run ({', '.join(existing)}): "
+            "resume it (--resume), overwrite it (--overwrite) or choose another --run-dir")
+    if existing:
+        for name in existing:
+            (run_dir / name).unlink()
+        for extra in run_dir.glob("metrics.discarded.jsonl"):
+            extra.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+class _Metrics:
+    """metrics.jsonl: the trainer is its only writer."""
+
+    def __init__(self, path: Path, keep_rows: int | None) -> None:
+        self.path = path
+        if keep_rows is not None and path.exists():
+            # Resume: rows logged after the checkpoint belong to training that was lost with
+            # the crash. Keep them, but out of the way, so the curve stays one timeline.
+            lines = path.read_text().splitlines(keepends=True)
+            if len(lines) > keep_rows:
+                with open(path.with_name("metrics.discarded.jsonl"), "a") as f:
+                    f.writelines(lines[keep_rows:])
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_text("".join(lines[:keep_rows]))
+                os.replace(tmp, path)
+            self.rows = min(len(lines), keep_rows)
+        else:
+            self.rows = 0
+        self.file = open(path, "a")
+
+    def write(self, row: dict[str, Any]) -> dict[str, Any]:
+        self.file.write(json.dumps(row) + "\n")
+        self.rows += 1
+        return row
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """All rows of a run's metrics.jsonl."""
+    with open(Path(run_dir) / "metrics.jsonl") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def train(config: Config, run_dir: str | Path | None = None, resume: bool = False,
+          overwrite: bool = False, progress: bool = True,
+          on_rows: Callable[[list[dict[str, Any]]], None] | None = None) -> TrainResult:
+    """Run A3C as `config` says until a budget, the target score, or an interrupt.
+
+    `on_rows` is called from the trainer's loop with each batch of new metrics rows (a
+    notebook uses it to redraw a learning curve). Ctrl-C / a notebook interrupt / SIGTERM
+    stop the run cleanly: children ended, final checkpoint written, result returned.
+    """
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+    prepare_run_dir(run_dir, resume, overwrite)
+    checkpoint = None
+    if resume:
+        checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+        check_compatible(checkpoint, config)
+        if checkpoint.optimizer_state is None:
+            raise CheckpointError(f"cannot resume from {run_dir}: the checkpoint has no optimizer "
+                                  "state (an exported agent, not a run)")
+    _write_json_atomic(run_dir / "config.json", config.to_dict())
+
+    # ALGO LOGIC: the shared model and the shared Adam, in shared memory.
+    model = build_model(config, num_actions(config))
+    counters: dict[str, Any] = {"steps": 0, "time_s": 0.0, "episodes": 0, "restarts": 0,
+                                "updates": 0, "nonfinite": 0, "generation": 0}
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint.model_state)
+        counters.update(checkpoint.counters)
+        counters["generation"] = int(counters.get("generation", 0)) + 1
+        if checkpoint.torch_rng is not None:
+            torch.set_rng_state(checkpoint.torch_rng)
+    model.share_memory()
+    optimizer = SharedAdam(model.parameters(), lr=config.lr)
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint.optimizer_state)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr
+    metrics = _Metrics(run_dir / "metrics.jsonl",
+                       int(counters.get("metrics_rows", 0)) if checkpoint else None)
+
+    run = _Run(config, run_dir, model, optimizer, counters, metrics, on_rows)
+    previous_term = None
+    if threading.current_thread() is threading.main_thread():
+        previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return run.loop(progress, resumed=checkpoint is not None)
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+class _Run:
+    """One training session: the children and the bookkeeping of the trainer's loop."""
+
+    def __init__(self, config: Config, run_dir: Path, model: torch.nn.Module,
+                 optimizer: SharedAdam, counters: dict[str, Any], metrics: _Metrics,
+                 on_rows: Callable[[list[dict[str, Any]]], None] | None) -> None:
+        self.config, self.run_dir, self.counters, self.metrics = config, run_dir, counters, metrics
+        self.on_rows = on_rows
+        self.base_steps = int(counters["steps"])
+        self.base_time = float(counters["time_s"])
+        self.base_updates = int(counters.get("updates", 0))
+        self.base_nonfinite = int(counters.get("nonfinite", 0))
+        workers = config.workers
+        # spawn: each child starts a fresh interpreter, the start method that is safe with
+        # torch's threads (fork can deadlock in OpenMP) and works the same on every OS.
+        self.ctx = mp.get_context("spawn")
+        self.shared = SharedState(
+            model=model,
+            optimizer=optimizer,
+            steps=torch.zeros(workers, dtype=torch.int64).share_memory_(),
+            updates=torch.zeros(workers, dtype=torch.int64).share_memory_(),
+            nonfinite=torch.zeros(workers, dtype=torch.int64).share_memory_(),
+            stop=self.ctx.Event(),
+            events=self.ctx.Queue(),
+        )
+        self.children: dict[str, mp.process.BaseProcess] = {}
+        self.deaths: dict[str, deque[float]] = {}
+        self.start_time = time.monotonic()
+        self.last_eval: float | None = None
+        self.confirmed_mean: float | None = None
+        self.pending: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ children
+    def _start(self, name: str) -> None:
+        generation = int(self.counters["generation"])
+        restarts = len(self.deaths.get(name, ()))
+        offset = 100_000 * generation + 10_000 * restarts
+        if name == "evaluator":
+            target, args = evaluator_process, (self.config, self.shared, os.getpid(),
+                                               self.config.seed + 7_777_777 + offset)
+        else:
+            index = int(name.split("-")[1])
+            target, args = train_worker, (index, self.config, self.shared, os.getpid(),
+                                          self.config.seed + 1000 * index + offset)
+        proc = self.ctx.Process(target=target, args=args, name=f"a3c-{name}", daemon=True)
+        proc.start()
+        self.children[name] = proc
+
+    def _watch_children(self) -> None:
+        """Restart a child that died; stop the run if one keeps dying."""
+        for name, proc in list(self.children.items()):
+            if proc.is_alive():
+                continue
+            code = proc.exitcode
+            proc.join()
+            if code == EXIT_DIVERGED:
+                self._drain()  # the worker's own message is on the queue
+                raise TrainingError(f"{name} stopped: the model diverged (non-finite gradients)")
+            now = time.monotonic()
+            deaths = self.deaths.setdefault(name, deque())
+            deaths.append(now)
+            while deaths and now - deaths[0] > RESTART_WINDOW_S:
+                deaths.popleft()
+            self.counters["restarts"] += 1
+            self._row("worker_restart", child=name, exitcode=code,
+                      restarts=self.counters["restarts"])
+            if len(deaths) >= MAX_RESTARTS:
+                raise TrainingError(
+                    f"{name} died {len(deaths)} times within {RESTART_WINDOW_S:.0f} s (last exit "
+                    f"code {code}); stopping instead of restarting it again")
+            self._start(name)
+
+    def _stop_children(self) -> None:
+        """Set the stop event, give the children a moment, then terminate, then kill."""
+        self.shared.stop.set()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in self.children.values():
+            while proc.is_alive() and time.monotonic() < deadline:
+                self._drain(record=False)  # a child's queue feeder must flush before it exits
+                proc.join(0.05)
+        for proc in self.children.values():
+            if proc.is_alive():
+                proc.terminate()
+        for proc in self.children.values():
+            proc.join(1.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        self._drain(record=False)
+        self.shared.events.cancel_join_thread()
+        self.shared.events.close()
+
+    # ------------------------------------------------------------------ bookkeeping
+    def steps(self) -> int:
+        return self.base_steps + int(self.shared.steps.sum())
+
+    def elapsed(self) -> float:
+        return self.base_time + time.monotonic() - self.start_time
+
+    def _row(self, event: str, steps: int | None = None, **values: Any) -> dict[str, Any]:
+        row = {"event": event, "time_s": round(self.elapsed(), 3),
+               "steps": self.steps() if steps is None else steps, **values}
+        self.pending.append(self.metrics.write(row))
+        return row
+
+    def _drain(self, record: bool = True) -> None:
+        """Turn the children's events into metrics rows."""
+        while True:
+            try:
+                event = self.shared.events.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                return
+            if not record:
+                continue
+            kind = event[0]
+            if kind == "episode":
+                _, worker, score, length = event
+                self.counters["episodes"] += 1
+                self._row("episode", worker=worker, episode_return=score, length=length)
+            elif kind == "eval":
+                _, score, length, steps_at_load = event
+                self.last_eval = score
+                self._row("eval", steps=self.base_steps + steps_at_load, eval_return=score,
+                          eval_length=length)
+            elif kind == "confirm":
+                _, scores, steps_at_load = event
+                mean = sum(scores) / len(scores)
+                self.confirmed_mean = mean
+                self._row("eval_confirm", steps=self.base_steps + steps_at_load,
+                          eval_return=mean, eval_returns=scores)
+            elif kind == "fatal":
+                raise TrainingError(event[2])
+
+    def _sync_counters(self) -> None:
+        self.counters["steps"] = self.steps()
+        self.counters["time_s"] = self.elapsed()
+        self.counters["updates"] = self.base_updates + int(self.shared.updates.sum())
+        self.counters["nonfinite"] = self.base_nonfinite + int(self.shared.nonfinite.sum())
+
+    def _checkpoint(self) -> None:
+        self._sync_counters()
+        self.metrics.flush()
+        self.counters["metrics_rows"] = self.metrics.rows
+        save_checkpoint(self.run_dir / "checkpoint.pt", self.config, self.shared.model,
+                        self.shared.optimizer, self.counters)
+
+    def _stop_reason(self) -> str | None:
+        config = self.config
+        if (config.target_score is not None and self.confirmed_mean is not None
+                and self.confirmed_mean >= config.target_score):
+            return "target"
+        if self.steps() >= config.max_steps:
+            return "steps"
+        if config.max_minutes and self.elapsed() >= 60 * config.max_minutes:
+            return "minutes"
+        return None
+
+    # ------------------------------------------------------------------ the loop
+    def loop(self, progress: bool, resumed: bool) -> TrainResult:
+        config = self.config
+        reason = "error"
+        bar = tqdm(total=config.max_steps, initial=self.base_steps, unit="step",
+                   disable=not progress, dynamic_ncols=True, smoothing=0.1)
+        try:
+            self._row("resume" if resumed else "start", workers=config.workers,
+                      pid=os.getpid())
+            for i in range(config.workers):
+                self._start(f"worker-{i}")
+            self._start("evaluator")
+            last_checkpoint = last_progress = time.monotonic()
+            last_steps, shown = self.steps(), self.steps()
+            while True:
+                time.sleep(POLL_S)
+                self._drain()
+                self._watch_children()
+                now, steps = time.monotonic(), self.steps()
+                if now - last_progress >= PROGRESS_ROW_S:
+                    self._sync_counters()
+                    rate = (steps - last_steps) / (now - last_progress)
+                    self._row("progress", steps_per_s=round(rate, 1),
+                              updates=self.counters["updates"],
+                              nonfinite=self.counters["nonfinite"],
+                              episodes=self.counters["episodes"])
+                    last_progress, last_steps = now, steps
+                if now - last_checkpoint >= 60 * config.checkpoint_minutes:
+                    self._checkpoint()
+                    last_checkpoint = now
+                bar.update(steps - shown)
+                shown = steps
+                bar.set_postfix(eval=self.last_eval, refresh=False)
+                self._flush_rows()
+                reason = self._stop_reason() or ""
+                if reason:
+                    break
+        except _Terminated:
+            reason = "terminated"
+        except KeyboardInterrupt:
+            reason = "interrupted"
+        finally:
+            bar.close()
+            self._stop_children()
+            self._row("stop", reason=reason, restarts=self.counters["restarts"],
+                      episodes=self.counters["episodes"])
+            self._checkpoint()
+            self._flush_rows()
+            self.metrics.close()
+        return TrainResult(self.run_dir, reason, self.counters["steps"], self.counters["time_s"],
+                           self.counters["episodes"], self.counters["restarts"], self.last_eval,
+                           self.confirmed_mean)
+
+    def _flush_rows(self) -> None:
+        self.metrics.flush()
+        if self.pending and self.on_rows is not None:
+            self.on_rows(self.pending)
+        self.pending = []
+
+
+def remove_run(run_dir: str | Path) -> None:
+    """Delete a run directory (notebooks use it to start clean)."""
+    shutil.rmtree(run_dir, ignore_errors=True)

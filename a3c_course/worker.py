@@ -1,0 +1,135 @@
+"""One Hogwild actor-learner: the loop the seed describes, top to bottom.
+
+Each worker process owns an environment and a local copy of the model. Forever: copy the
+shared weights, play `num_steps` steps sampling from softmax(logits), compute the A3C loss
+on that rollout, clip the gradients, hand them to the shared model and step the shared Adam.
+No locks: concurrent updates of the shared parameters are the Hogwild bargain.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .config import Config
+from .envs import make_env
+from .loss import a3c_loss
+from .models import ActorCritic, build_model, copy_weights
+from .shared_adam import SharedAdam
+
+# A worker that meets this many non-finite updates in a row stops the run: the model has
+# diverged and skipping more updates would only hide it.
+MAX_NONFINITE_IN_A_ROW = 50
+EXIT_DIVERGED = 3
+
+
+@dataclass
+class SharedState:
+    """What the trainer hands to every child process (all of it in shared memory)."""
+
+    model: ActorCritic
+    optimizer: SharedAdam
+    steps: torch.Tensor  # int64 [num_workers]: agent steps per worker; one writer per slot
+    updates: torch.Tensor  # int64 [num_workers]: applied updates per worker
+    nonfinite: torch.Tensor  # int64 [num_workers]: updates skipped for a non-finite gradient
+    stop: Any  # multiprocessing Event: set by the trainer to end every child
+    events: Any  # multiprocessing Queue: episodes, evaluations, fatal errors -> trainer
+
+
+def init_child(threads: int = 1) -> None:
+    """Common set-up of every child process: the trainer owns Ctrl-C, one torch thread."""
+    # The trainer decides how to stop; a Ctrl-C in the terminal reaches the whole process
+    # group, and children dying half-way through an update would only make noise.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+
+
+def parent_alive(parent_pid: int) -> bool:
+    """False once the trainer is gone (we were re-parented): time to exit, not to orphan."""
+    return os.getppid() == parent_pid
+
+
+def apply_gradients(local: ActorCritic, shared: ActorCritic, optimizer: SharedAdam,
+                    max_grad_norm: float) -> bool:
+    """Clip the local gradients, hand them to the shared parameters, step the shared Adam.
+
+    Returns False, touching nothing shared, when the gradient is not finite.
+    """
+    norm = torch.nn.utils.clip_grad_norm_(local.parameters(), max_grad_norm)
+    if not torch.isfinite(norm):
+        return False
+    for local_p, shared_p in zip(local.parameters(), shared.parameters()):
+        shared_p.grad = local_p.grad  # the hand-over (ikostrikov's ensure_shared_grads)
+    optimizer.step()
+    return True
+
+
+def train_worker(index: int, config: Config, shared: SharedState, parent_pid: int,
+                 seed: int) -> None:
+    """The body of worker process `index` (runs until `shared.stop` is set)."""
+    init_child()
+    torch.manual_seed(seed)
+    env = make_env(config, train=True)
+    model = build_model(config, int(env.action_space.n))
+    T = config.num_steps
+
+    # Rollout buffers, allocated once: the step loop below writes into them in place.
+    observations = torch.zeros((T + 1, *env.observation_space.shape))
+    actions = torch.zeros(T, dtype=torch.long)
+    rewards = torch.zeros(T)
+    dones = torch.zeros(T)
+
+    obs, _ = env.reset(seed=seed)
+    state = model.initial_state()
+    nonfinite_in_a_row = 0
+
+    while not shared.stop.is_set() and parent_alive(parent_pid):
+        # SYNC: start every rollout from the shared weights.
+        copy_weights(model, shared.model)
+        start_state = state
+
+        # ROLLOUT: T steps with the local model, sampling a ~ softmax(logits).
+        with torch.no_grad():
+            for t in range(T):
+                observations[t].copy_(torch.from_numpy(obs))
+                logits, _, state = model(observations[t : t + 1], state)
+                action = int(torch.multinomial(torch.softmax(logits, -1), 1))
+                obs, reward, terminated, truncated, info = env.step(action)
+                actions[t], rewards[t] = action, reward
+                dones[t] = float(terminated or truncated)
+                if terminated or truncated:
+                    episode = info["episode"]  # RecordEpisodeStatistics: the unclipped score
+                    shared.events.put(("episode", index, float(episode["r"]), int(episode["l"])))
+                    obs, _ = env.reset()
+                    state = model.initial_state()
+            observations[T].copy_(torch.from_numpy(obs))
+        shared.steps[index] += T
+
+        # LOSS: re-run the rollout with gradients in one batch; the value of the last
+        # observation is the bootstrap (a constant, not trained through).
+        logits, values = model.unroll(observations, start_state, dones)
+        loss = a3c_loss(logits[:T], values[:T], actions, rewards, dones,
+                        values[T].detach(), config.gamma, config.gae_lambda,
+                        config.entropy_coef, config.value_coef)
+        model.zero_grad(set_to_none=True)
+        loss.total.backward()
+
+        # UPDATE: hand the gradients to the shared model and step the shared Adam.
+        if apply_gradients(model, shared.model, shared.optimizer, config.max_grad_norm):
+            shared.updates[index] += 1
+            nonfinite_in_a_row = 0
+        else:
+            shared.nonfinite[index] += 1
+            nonfinite_in_a_row += 1
+            if nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
+                shared.events.put(("fatal", index, (
+                    f"worker {index}: {nonfinite_in_a_row} non-finite gradients in a row; the "
+                    "model diverged (try a smaller lr or max_grad_norm)")))
+                env.close()
+                raise SystemExit(EXIT_DIVERGED)
+        state = state.detach()
+    env.close()
