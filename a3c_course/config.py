@@ -58,7 +58,7 @@ class Config:
     # Model
     model: str = "gru"
     """'gru': one frame + GRUCell; 'stack': the last `stack_frames` frames concatenated"""
-    conv_channels: tuple[int, ...] = (32, 32, 32, 32)
+    conv_channels: tuple[int, ...] = (16, 32, 32, 32)
     """output channels of each 3x3 stride-2 conv layer (the `stack` model starts at [1])"""
     hidden_size: int = 256
     """GRUCell state size (`gru`) or width of the dense layer (`stack`)"""
@@ -94,7 +94,7 @@ class Config:
     """episodes averaged to confirm the target score"""
     eval_interval_s: float = 0.0
     """pause between two greedy evaluation episodes (0: play continuously)"""
-    eval_nice: int = 5
+    eval_nice: int = 10
     """scheduling niceness of the evaluator, so it yields CPU to the workers"""
     checkpoint_minutes: float = 5.0
     """minutes between two checkpoints (one is always written at the end)"""
