@@ -7,4 +7,9 @@ evaluator, checkpoint, trainer, video, cli.
 from .config import PRESETS, Config, ConfigError, make_config
 
 __version__ = "0.1.0"
-__all__ = ["Config", "ConfigError", "PRESETS", "make_config", "__version__"]
+__all__ = ["Config", "ConfigError", "PRESETS", "TEST_MODE", "make_config", "__version__"]
+
+import os as _os
+
+TEST_MODE: bool = _os.environ.get("A3C_TEST_MODE", "") not in ("", "0")
+"""One switch for quick runs: notebooks and benchmarks shrink their budgets when set."""

@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from .config import Config, ConfigError
+from .config import Config, ConfigError, is_atari
+from .envs import env_spaces
 from .models import ActorCritic, build_model
 
 FORMAT = "a3c-course"
@@ -136,7 +137,7 @@ def check_shapes(checkpoint: Checkpoint, path: str | Path = "checkpoint") -> Non
     weight = state.get("policy.weight")
     if not torch.is_tensor(weight) or weight.ndim != 2:
         raise CheckpointError(f"checkpoint {str(path)!r} has no policy head ('policy.weight')")
-    expected = build_model(checkpoint.config, int(weight.shape[0])).state_dict()
+    expected = _model_for(checkpoint.config, int(weight.shape[0])).state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     if missing or extra:
@@ -154,10 +155,15 @@ def load_model(spec: str | Path) -> tuple[ActorCritic, Config]:
     """The model of a checkpoint, ready to play, with its config."""
     checkpoint = load_checkpoint(spec)
     num_actions = int(checkpoint.model_state["policy.weight"].shape[0])
-    model = build_model(checkpoint.config, num_actions)
+    model = _model_for(checkpoint.config, num_actions)
     model.load_state_dict(checkpoint.model_state)
     model.eval()
     return model, checkpoint.config
+
+
+def _model_for(config: Config, num_actions: int) -> ActorCritic:
+    obs_shape = None if is_atari(config.env_id) else env_spaces(config)[0]
+    return build_model(config, num_actions, obs_shape)
 
 
 def check_compatible(checkpoint: Checkpoint, config: Config) -> None:

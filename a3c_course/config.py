@@ -15,6 +15,9 @@ from typing import Any
 
 GAMES = {"pong": "ALE/Pong-v5", "spaceinvaders": "ALE/SpaceInvaders-v5"}
 MODELS = ("gru", "stack")
+# Non-Atari environments with vector observations: small enough to learn in a minute, so the
+# tests can prove that the algorithm learns, not just runs.
+CLASSIC_ENVS = ("CartPole-v1", "Acrobot-v1")
 
 
 class ConfigError(ValueError):
@@ -27,10 +30,22 @@ def resolve_env_id(env: str) -> str:
     if key in GAMES:
         return GAMES[key]
     if env.startswith("ALE/"):
+        import ale_py
+        import gymnasium
+
+        gymnasium.register_envs(ale_py)
+        if env in gymnasium.registry:
+            return env
+    elif env in CLASSIC_ENVS:
         return env
     raise ConfigError(
         f"env={env!r} is not a known game: use one of {sorted(GAMES)} or an 'ALE/<Game>-v5' id"
+        f" (or {'/'.join(CLASSIC_ENVS)} for quick checks)"
     )
+
+
+def is_atari(env_id: str) -> bool:
+    return env_id.startswith("ALE/")
 
 
 @dataclass(frozen=True)
@@ -218,7 +233,7 @@ def field_docs() -> dict[str, str]:
     tree = ast.parse(inspect.getsource(Config))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:]):
+    for node, nxt in zip(body, body[1:], strict=False):
         if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr):
             if isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
                 docs[node.target.id] = nxt.value.value.strip()  # type: ignore[attr-defined]

@@ -9,13 +9,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import (
     ClipReward,
+    DtypeObservation,
     FrameStackObservation,
     RecordEpisodeStatistics,
     ReshapeObservation,
     TransformObservation,
 )
 
-from .config import Config
+from .config import Config, is_atari
 from .preprocess import preprocess
 
 gym.register_envs(ale_py)  # makes the ALE/... ids known; the ROMs ship inside ale-py's wheel
@@ -27,7 +28,16 @@ def make_env(config: Config, train: bool = True, render_mode: str | None = None)
     Wrappers, inside out: ALE (frame skip, sticky actions) -> episode statistics (the real
     game score, in ``info["episode"]``) -> crop/resize/scale -> frame stack (`stack` model
     only) -> reward clipping (training only, so evaluation reports real scores).
+    Non-Atari ids (CartPole) keep their vector observations, as float32.
     """
+    if not is_atari(config.env_id):
+        env = gym.make(config.env_id, render_mode=render_mode)
+        env = RecordEpisodeStatistics(env)
+        env = DtypeObservation(env, np.float32)
+        if config.model == "stack":
+            env = FrameStackObservation(env, stack_size=config.stack_frames)
+            env = ReshapeObservation(env, (int(np.prod(env.observation_space.shape)),))
+        return env
     env = gym.make(
         config.env_id,
         obs_type="grayscale" if config.grayscale else "rgb",
@@ -57,9 +67,10 @@ def make_env(config: Config, train: bool = True, render_mode: str | None = None)
     return env
 
 
-def num_actions(config: Config) -> int:
-    """The size of the game's minimal action set."""
-    env = gym.make(config.env_id, full_action_space=False)
-    n = int(env.action_space.n)
-    env.close()
-    return n
+def env_spaces(config: Config) -> tuple[tuple[int, ...], int]:
+    """(observation shape after preprocessing, number of actions) of the config's game."""
+    env = make_env(config, train=False)
+    try:
+        return tuple(env.observation_space.shape), int(env.action_space.n)
+    finally:
+        env.close()

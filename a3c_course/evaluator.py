@@ -68,7 +68,7 @@ def evaluator_process(config: Config, shared: SharedState, parent_pid: int, seed
     if config.eval_nice:
         os.nice(config.eval_nice)  # yield the cores to the workers; evaluation can wait
     env = make_env(config, train=False)
-    model = build_model(config, int(env.action_space.n))
+    model = build_model(config, int(env.action_space.n), env.observation_space.shape)
     model.eval()
 
     def should_stop() -> bool:

@@ -12,8 +12,8 @@ import torch
 from torch.nn import functional as F
 
 
-def n_step_returns(rewards: torch.Tensor, dones: torch.Tensor, bootstrap_value: float | torch.Tensor,
-                   gamma: float) -> torch.Tensor:
+def n_step_returns(rewards: torch.Tensor, dones: torch.Tensor,
+                   bootstrap_value: float | torch.Tensor, gamma: float) -> torch.Tensor:
     """R_t = r_t + gamma * (1 - d_t) * R_{t+1}, starting from R_T = V(s_T)."""
     returns = torch.empty_like(rewards)
     running = torch.as_tensor(bootstrap_value, dtype=rewards.dtype)

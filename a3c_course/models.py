@@ -24,24 +24,16 @@ class ActorCritic(nn.Module):
 
     recurrent = False
 
-    def __init__(self, in_channels: int, channels: tuple[int, ...], frame_size: int,
-                 hidden_size: int, num_actions: int) -> None:
+    def __init__(self, encoder: nn.Module, feature_size: int, hidden_size: int,
+                 num_actions: int) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        for out_channels in channels:
-            layers += [nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1), nn.ReLU()]
-            in_channels = out_channels
-            frame_size = math.ceil(frame_size / 2)
-        layers.append(nn.Flatten())
-        self.encoder = nn.Sequential(*layers)
-        self.feature_size = in_channels * frame_size * frame_size
+        self.encoder = encoder
+        self.feature_size = feature_size
         self.hidden_size = hidden_size
-        self.core = self._make_core(self.feature_size, hidden_size)
+        self.core = self._make_core(feature_size, hidden_size)
         self.policy = nn.Linear(hidden_size, num_actions)
         self.value = nn.Linear(hidden_size, 1)
         self._init_weights()
-        # NHWC layout: ~1.5x faster convolutions on the CPU for batch-1 forwards (benchmarks/).
-        self.encoder.to(memory_format=torch.channels_last)
 
     def _make_core(self, feature_size: int, hidden_size: int) -> nn.Module:
         raise NotImplementedError
@@ -135,22 +127,50 @@ class StackActorCritic(ActorCritic):
         return F.relu(self.core(features))
 
 
-def build_model(config: Config, num_actions: int) -> ActorCritic:
-    """The network `config.model` names, sized by the config."""
-    if config.model == "gru":
-        return GRUActorCritic(config.input_channels, config.conv_channels, config.frame_size,
-                              config.hidden_size, num_actions)
-    if config.model == "stack":
+def conv_encoder(in_channels: int, channels: tuple[int, ...], frame_size: int
+                 ) -> tuple[nn.Module, int]:
+    """3x3 stride-2 convolutions with ReLU, flattened; returns (encoder, feature size)."""
+    layers: list[nn.Module] = []
+    for out_channels in channels:
+        layers += [nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1), nn.ReLU()]
+        in_channels = out_channels
+        frame_size = math.ceil(frame_size / 2)
+    encoder = nn.Sequential(*layers, nn.Flatten())
+    # NHWC layout: ~1.5x faster convolutions on the CPU for batch-1 forwards (benchmarks/).
+    encoder.to(memory_format=torch.channels_last)
+    return encoder, in_channels * frame_size * frame_size
+
+
+def mlp_encoder(obs_size: int, width: int = 64) -> tuple[nn.Module, int]:
+    """For vector observations (CartPole in the tests): two dense layers."""
+    return nn.Sequential(nn.Linear(obs_size, width), nn.ReLU(), nn.Linear(width, width),
+                         nn.ReLU()), width
+
+
+def build_model(config: Config, num_actions: int,
+                obs_shape: tuple[int, ...] | None = None) -> ActorCritic:
+    """The network `config.model` names, sized by the config.
+
+    `obs_shape` is needed only for non-Atari environments (vector observations); Atari
+    input shapes follow from the config.
+    """
+    kind = {"gru": GRUActorCritic, "stack": StackActorCritic}.get(config.model)
+    if kind is None:
+        raise ValueError(f"model={config.model!r} is unknown: allowed are 'gru', 'stack'")
+    if obs_shape is not None and len(obs_shape) == 1:
+        encoder, features = mlp_encoder(obs_shape[0])
+    else:
         c = config.conv_channels
-        return StackActorCritic(config.input_channels, (c[1], *c[1:]), config.frame_size,
-                                config.hidden_size, num_actions)
-    raise ValueError(f"model={config.model!r} is unknown: allowed are 'gru', 'stack'")
+        # The stack model's first layer is as wide as its second (seed: 12->16->16).
+        channels = c if config.model == "gru" else (c[1], *c[1:])
+        encoder, features = conv_encoder(config.input_channels, channels, config.frame_size)
+    return kind(encoder, features, config.hidden_size, num_actions)
 
 
 def copy_weights(dst: nn.Module, src: nn.Module) -> None:
     """Overwrite `dst`'s parameters with `src`'s (the worker's sync from the shared model)."""
     with torch.no_grad():
-        for d, s in zip(dst.parameters(), src.parameters()):
+        for d, s in zip(dst.parameters(), src.parameters(), strict=False):
             d.copy_(s)
 
 

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
 from .config import Config
-from .envs import num_actions
+from .envs import env_spaces
 from .evaluator import evaluator_process
 from .models import build_model
 from .shared_adam import SharedAdam
@@ -154,7 +154,8 @@ def train(config: Config, run_dir: str | Path | None = None, resume: bool = Fals
     _write_json_atomic(run_dir / "config.json", config.to_dict())
 
     # ALGO LOGIC: the shared model and the shared Adam, in shared memory.
-    model = build_model(config, num_actions(config))
+    obs_shape, n_actions = env_spaces(config)
+    model = build_model(config, n_actions, obs_shape)
     counters: dict[str, Any] = {"steps": 0, "time_s": 0.0, "episodes": 0, "restarts": 0,
                                 "updates": 0, "nonfinite": 0, "generation": 0}
     if checkpoint is not None:

@@ -62,7 +62,7 @@ def apply_gradients(local: ActorCritic, shared: ActorCritic, optimizer: SharedAd
     norm = torch.nn.utils.clip_grad_norm_(local.parameters(), max_grad_norm)
     if not torch.isfinite(norm):
         return False
-    for local_p, shared_p in zip(local.parameters(), shared.parameters()):
+    for local_p, shared_p in zip(local.parameters(), shared.parameters(), strict=False):
         shared_p.grad = local_p.grad  # the hand-over (ikostrikov's ensure_shared_grads)
     optimizer.step()
     return True
@@ -74,7 +74,7 @@ def train_worker(index: int, config: Config, shared: SharedState, parent_pid: in
     init_child()
     torch.manual_seed(seed)
     env = make_env(config, train=True)
-    model = build_model(config, int(env.action_space.n))
+    model = build_model(config, int(env.action_space.n), env.observation_space.shape)
     T = config.num_steps
 
     # Rollout buffers, allocated once: the step loop below writes into them in place.

@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh machine:  make train  |  make test
+# Each creates and fills .venv when it is missing (torch pinned to the 2.13.0 CPU wheel).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: train test lint notebooks figures clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# Train Pong with the default preset until the greedy agent averages +18 (or 60 minutes).
+train: $(STAMP)
+	$(BIN)/a3c train --env pong --target-score 18 --minutes 60
+
+# Unit, integration and notebook tests (notebooks run in test mode: A3C_TEST_MODE=1).
+test: $(STAMP)
+	$(BIN)/ruff check a3c_course tests benchmarks
+	A3C_TEST_MODE=1 $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check a3c_course tests benchmarks
+
+# Re-execute every notebook in place (full budgets), so the committed outputs are fresh.
+notebooks: $(STAMP)
+	for nb in notebooks/[0-9]*.ipynb; do \
+	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 $$nb || exit 1; \
+	done
+
+clean:
+	rm -rf $(VENV) build *.egg-info
