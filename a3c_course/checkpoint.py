@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,13 +100,23 @@ def load_checkpoint(spec: str | Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint {str(path)!r} is not a file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {str(path)!r} is empty (0 bytes)")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    # torch.save writes a zip archive; anything else is garbage (or a bare pickle), which the
+    # unpickler would misreport as unsafe or fail on with an arbitrary exception.
+    if magic != b"PK\x03\x04":
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is not a torch checkpoint (not the zip archive torch.save "
+            "writes): corrupted, or another kind of file?")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"checkpoint {str(path)!r} was refused: it holds objects other than tensors and "
             f"plain values, which could run code ({_first_line(e)})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    # Exception: a corrupted archive can make the unpickler fail with any error (IndexError,
+    # KeyError, ...), and every problem must be a CheckpointError.
+    except Exception as e:
         raise CheckpointError(
             f"checkpoint {str(path)!r} is not a readable torch file (truncated or corrupted?): "
             f"{_first_line(e)}") from None

@@ -34,6 +34,8 @@ class ActorCritic(nn.Module):
         self.policy = nn.Linear(hidden_size, num_actions)
         self.value = nn.Linear(hidden_size, 1)
         self._init_weights()
+        # NHWC layout for the conv weights: ~1.5x faster batch-1 convolutions on the CPU.
+        self.encoder.to(memory_format=torch.channels_last)
 
     def _make_core(self, feature_size: int, hidden_size: int) -> nn.Module:
         raise NotImplementedError
@@ -136,8 +138,6 @@ def conv_encoder(in_channels: int, channels: tuple[int, ...], frame_size: int
         in_channels = out_channels
         frame_size = math.ceil(frame_size / 2)
     encoder = nn.Sequential(*layers, nn.Flatten())
-    # NHWC layout: ~1.5x faster convolutions on the CPU for batch-1 forwards (benchmarks/).
-    encoder.to(memory_format=torch.channels_last)
     return encoder, in_channels * frame_size * frame_size
 
 
@@ -164,7 +164,11 @@ def build_model(config: Config, num_actions: int,
         # The stack model's first layer is as wide as its second (seed: 12->16->16).
         channels = c if config.model == "gru" else (c[1], *c[1:])
         encoder, features = conv_encoder(config.input_channels, channels, config.frame_size)
-    return kind(encoder, features, config.hidden_size, num_actions)
+    model = kind(encoder, features, config.hidden_size, num_actions)
+    # NHWC layout: ~1.5x faster convolutions on the CPU for batch-1 forwards (benchmarks/).
+    # Set after the weights are initialised: orthogonal_ cannot write into an NHWC weight.
+    model.encoder.to(memory_format=torch.channels_last)
+    return model
 
 
 def copy_weights(dst: nn.Module, src: nn.Module) -> None:
