@@ -175,6 +175,22 @@ def _model_for(config: Config, num_actions: int) -> ActorCritic:
     return build_model(config, num_actions, obs_shape)
 
 
+def export_agent(src: str | Path, dst: str | Path, overwrite: bool = False) -> Path:
+    """Write a checkpoint's model and config without the optimizer state (half the size):
+    a playable agent, as shipped in ``a3c_course/pretrained/``. Refuses to replace `dst`."""
+    checkpoint = load_checkpoint(src)
+    dst = Path(dst)
+    if dst.exists() and not overwrite:
+        raise CheckpointError(
+            f"{str(dst)!r} exists: pass overwrite=True (--overwrite) to replace it")
+    model = _model_for(checkpoint.config, int(checkpoint.model_state["policy.weight"].shape[0]))
+    model.load_state_dict(checkpoint.model_state)
+    counters = {k: v for k, v in checkpoint.counters.items() if k != "metrics_rows"}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(dst, checkpoint.config, model, None, counters)
+    return dst
+
+
 def check_compatible(checkpoint: Checkpoint, config: Config) -> None:
     """Resuming with `config`: every field that shapes the model must match the checkpoint's."""
     shaping = ("env", "model", "frame_size", "grayscale", "stack_frames", "conv_channels",

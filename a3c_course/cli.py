@@ -1,4 +1,6 @@
-"""The `a3c` command: train, evaluate. Every bad input becomes one line on stderr and exit 2."""
+"""The `a3c` command: train, evaluate, export.
+
+Every bad input becomes one line on stderr and exit status 2."""
 
 from __future__ import annotations
 
@@ -93,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="replace the run in --run-dir")
     t.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="set any config field, e.g. --set num_steps=30 (repeatable)")
+    t.add_argument("--render", action="store_true",
+                   help="show the greedy evaluator's games in a window (needs a display)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="play a checkpoint greedily and report real scores")
@@ -105,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--video", type=Path, help="also record one episode to this .mp4")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --video file")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    x = sub.add_parser("export", help="save a checkpoint's agent without optimizer state")
+    x.add_argument("checkpoint", help="checkpoint file, or pretrained:NAME")
+    x.add_argument("output", type=Path, help="where to write the agent (.pt)")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return parser
 
 
@@ -122,6 +130,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     }
     if args.target_score is not None:
         overrides["target_score"] = args.target_score
+    if args.render:
+        overrides["eval_render"] = True
     for item in args.set:
         if "=" not in item:
             raise ConfigError(f"--set {item!r} is not FIELD=VALUE")
@@ -212,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "export":
+            from .checkpoint import export_agent
+
+            print(export_agent(args.checkpoint, args.output, overwrite=args.overwrite))
+            return 0
         return cmd_evaluate(args)
     except (ConfigError, CheckpointError, RunDirError) as e:
         print(f"a3c: error: {e}", file=sys.stderr)

@@ -109,6 +109,8 @@ class Config:
     """episodes averaged to confirm the target score"""
     eval_interval_s: float = 0.0
     """pause between two greedy evaluation episodes (0: play continuously)"""
+    eval_render: bool = False
+    """show the evaluator's games in a window, as the seed did (needs a display)"""
     eval_nice: int = 10
     """scheduling niceness of the evaluator, so it yields CPU to the workers"""
     checkpoint_minutes: float = 5.0

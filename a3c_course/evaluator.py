@@ -67,7 +67,7 @@ def evaluator_process(config: Config, shared: SharedState, parent_pid: int, seed
     init_child()
     if config.eval_nice:
         os.nice(config.eval_nice)  # yield the cores to the workers; evaluation can wait
-    env = make_env(config, train=False)
+    env = make_env(config, train=False, render_mode="human" if config.eval_render else None)
     model = build_model(config, int(env.action_space.n), env.observation_space.shape)
     model.eval()
 
