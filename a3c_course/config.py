@@ -297,7 +297,10 @@ def parse_value(name: str, text: str) -> Any:
             raise ValueError
         return type(default)(text)
     except ValueError:
-        kind = "true/false" if isinstance(default, bool) else type(default).__name__
+        kinds = {"conv_channels": "comma-separated list of whole numbers",
+                 "target_score": "number (or 'none')"}
+        kind = kinds.get(name) or ("true/false" if isinstance(default, bool)
+                                   else type(default).__name__)
         raise ConfigError(f"{name}={text!r} is not a valid {kind}") from None
 
 
