@@ -31,5 +31,10 @@ notebooks: $(STAMP)
 	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 $$nb || exit 1; \
 	done
 
+# Redraw the figures in images/ from real frames and committed results.
+figures: $(STAMP)
+	$(BIN)/python images/make_figures.py
+	$(BIN)/python benchmarks/plot.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info
