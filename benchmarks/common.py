@@ -1,0 +1,127 @@
+"""What every benchmark result records: the command, the machine, the code, the config.
+
+The scripts in this folder import it as a sibling module (they are run as
+``python benchmarks/<script>.py``, which puts this folder first on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+IMAGES = REPO / "images"
+
+
+def command_line() -> str:
+    """The command that is running, as one could paste it into a shell from the repo root."""
+    argv = list(sys.argv)
+    try:
+        argv[0] = os.path.relpath(argv[0], REPO)
+    except ValueError:  # another drive (Windows)
+        pass
+    return shlex.join(["python", *argv])
+
+
+def machine() -> dict[str, Any]:
+    """Cores, CPU model, memory and load: a number means little without the machine."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    total = None
+    try:
+        import psutil
+
+        total = psutil.virtual_memory().total
+    except ImportError:
+        try:
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemTotal:"):
+                    total = int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gb": round(total / 2**30, 1) if total else None,
+        # Load at the moment of recording: a loaded machine measures lower throughput.
+        "load_avg_1_5_15": load,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def git_commit() -> dict[str, Any]:
+    """HEAD and whether the working tree had uncommitted changes."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                                 timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None
+            else None}
+
+
+def provenance() -> dict[str, Any]:
+    """The header of every result file."""
+    import torch
+
+    return {
+        "command": command_line(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        "git": git_commit(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> Path:
+    """Write `data` as indented JSON (atomically: a half-written result is worse than none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``--set FIELD=VALUE`` items into typed config overrides (the CLI's own parser)."""
+    from a3c_course.config import ConfigError, parse_value
+
+    overrides: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r} is not FIELD=VALUE")
+        name, text = item.split("=", 1)
+        overrides[name.strip()] = parse_value(name.strip(), text.strip())
+    return overrides
+
+
+def protocol(config: Any) -> str:
+    """'deterministic' or 'sticky' (the two Atari protocols of the issue); 'classic' for the
+    non-Atari quick-check environments, where sticky actions do not apply."""
+    if not config.env_id.startswith("ALE/"):
+        return "classic"
+    return "deterministic" if config.repeat_action_probability == 0 else "sticky"
