@@ -10,6 +10,7 @@ run directory:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -19,7 +20,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,20 @@ def train(config: Config, run_dir: str | Path | None = None, resume: bool = Fals
 
 def _raise_terminated(signum: int, frame: Any) -> None:
     raise _Terminated()
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM inside the block (main thread only), then restore them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -394,12 +409,13 @@ class _Run:
             reason = "interrupted"
         finally:
             bar.close()
-            self._stop_children()
-            self._row("stop", reason=reason, restarts=self.counters["restarts"],
-                      episodes=self.counters["episodes"])
-            self._checkpoint()
-            self._flush_rows()
-            self.metrics.close()
+            with _signals_deferred():  # a second Ctrl-C must not cut the clean-up short
+                self._stop_children()
+                self._row("stop", reason=reason, restarts=self.counters["restarts"],
+                          episodes=self.counters["episodes"])
+                self._checkpoint()
+                self._flush_rows()
+                self.metrics.close()
         return TrainResult(self.run_dir, reason, self.counters["steps"], self.counters["time_s"],
                            self.counters["episodes"], self.counters["restarts"], self.last_eval,
                            self.confirmed_mean)
