@@ -215,10 +215,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # before importing torch: bad flags fail fast
     from .checkpoint import CheckpointError
     from .trainer import RunDirError
 
-    args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
             return cmd_train(args)

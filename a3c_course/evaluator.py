@@ -93,7 +93,10 @@ def evaluator_process(config: Config, shared: SharedState, parent_pid: int, seed
                 if should_stop():
                     break
             if len(scores) == config.eval_episodes:
-                shared.events.put(("confirm", scores, steps_at_load))
+                # The weights travel along: the trainer keeps the best confirmed agent, since
+                # the shared weights go on changing after this.
+                weights = {k: v.clone() for k, v in model.state_dict().items()}
+                shared.events.put(("confirm", scores, steps_at_load, weights))
         if config.eval_interval_s:
             shared.stop.wait(config.eval_interval_s)
     env.close()

@@ -164,11 +164,7 @@ def build_model(config: Config, num_actions: int,
         # The stack model's first layer is as wide as its second (seed: 12->16->16).
         channels = c if config.model == "gru" else (c[1], *c[1:])
         encoder, features = conv_encoder(config.input_channels, channels, config.frame_size)
-    model = kind(encoder, features, config.hidden_size, num_actions)
-    # NHWC layout: ~1.5x faster convolutions on the CPU for batch-1 forwards (benchmarks/).
-    # Set after the weights are initialised: orthogonal_ cannot write into an NHWC weight.
-    model.encoder.to(memory_format=torch.channels_last)
-    return model
+    return kind(encoder, features, config.hidden_size, num_actions)
 
 
 def copy_weights(dst: nn.Module, src: nn.Module) -> None:

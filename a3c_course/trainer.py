@@ -6,11 +6,13 @@ run directory:
 - ``metrics.jsonl`` one JSON object a line, append-only; every row has ``event``, ``time_s``
   and ``steps``; evaluation rows have ``eval_return``
 - ``checkpoint.pt`` model, shared Adam state and counters, replaced atomically
+- ``best.pt``       the agent whose confirmed greedy mean was best (when a target is set)
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import multiprocessing as mp
 import os
@@ -36,7 +38,7 @@ from .models import build_model
 from .shared_adam import SharedAdam
 from .worker import EXIT_DIVERGED, SharedState, train_worker
 
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt")
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "best.pt")
 POLL_S = 0.25  # how often the trainer looks at its children and the event queue
 PROGRESS_ROW_S = 10.0  # how often a throughput row goes to metrics.jsonl
 MAX_RESTARTS = 5  # a child that dies this many times ...
@@ -238,7 +240,12 @@ class _Run:
         self.deaths: dict[str, deque[float]] = {}
         self.start_time = time.monotonic()
         self.last_eval: float | None = None
+        # The best confirmed greedy mean so far (a resumed run starts from its best.pt's).
         self.confirmed_mean: float | None = None
+        if (run_dir / "best.pt").is_file():
+            with contextlib.suppress(CheckpointError):
+                self.confirmed_mean = load_checkpoint(run_dir / "best.pt").counters.get(
+                    "confirmed_mean")
         self.pending: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ children
@@ -334,9 +341,11 @@ class _Run:
                 self._row("eval", steps=self.base_steps + steps_at_load, eval_return=score,
                           eval_length=length)
             elif kind == "confirm":
-                _, scores, steps_at_load = event
+                _, scores, steps_at_load, weights = event
                 mean = sum(scores) / len(scores)
-                self.confirmed_mean = mean
+                if self.confirmed_mean is None or mean > self.confirmed_mean:
+                    self.confirmed_mean = mean
+                    self._save_best(weights, mean, self.base_steps + steps_at_load)
                 self._row("eval_confirm", steps=self.base_steps + steps_at_load,
                           eval_return=mean, eval_returns=scores)
             elif kind == "fatal":
@@ -354,6 +363,13 @@ class _Run:
         self.counters["metrics_rows"] = self.metrics.rows
         save_checkpoint(self.run_dir / "checkpoint.pt", self.config, self.shared.model,
                         self.shared.optimizer, self.counters)
+
+    def _save_best(self, weights: dict[str, torch.Tensor], mean: float, steps: int) -> None:
+        """best.pt: the weights whose confirmed greedy mean is the best so far (no optimizer)."""
+        model = copy.deepcopy(self.shared.model)
+        model.load_state_dict(weights)
+        counters = {"steps": steps, "time_s": self.elapsed(), "confirmed_mean": mean}
+        save_checkpoint(self.run_dir / "best.pt", self.config, model, None, counters)
 
     def _stop_reason(self) -> str | None:
         config = self.config
