@@ -47,6 +47,17 @@ def footer(fig: plt.Figure, sources: str) -> None:
              color="0.35", ha="left", va="bottom")
 
 
+def _overrides(r: dict[str, Any]) -> str:
+    """The config fields a result changed from its preset, e.g. 'hidden_size=128'."""
+    from a3c_course.config import make_config
+
+    preset = make_config(r["preset"]).to_dict()
+    skip = {"env", "model", "num_workers", "seed", "max_steps", "max_minutes", "target_score",
+            "repeat_action_probability", "preset", "checkpoint_minutes"}
+    return ", ".join(f"{k}={v}" for k, v in r.get("config", {}).items()
+                     if k not in skip and preset.get(k) != v)
+
+
 def _label(r: dict[str, Any]) -> str:
     return f"{r['preset']}/{r['model']} seed {r['seed']}, {r['protocol']}"
 
@@ -105,7 +116,9 @@ def plot_throughput(results: list[tuple[Path, dict[str, Any]]], out: Path, sourc
     width = 0.38
     names = []
     for i, (_, r) in enumerate(results):
-        names.append(f"{r['preset']}/{r['model']}\n{r['workers']} workers")
+        extra = _overrides(r)
+        names.append(f"{r['preset']}/{r['model']}\n{r['workers']} workers"
+                     + (f"\n{extra}" if extra else ""))
         limit, trainer = r["limit_steps_per_s"], r["trainer_steps_per_s"]
         ax.bar(i - width / 2, limit, width, color="tab:gray", label="limit (no sharing)"
                if i == 0 else None)
