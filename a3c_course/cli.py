@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -156,13 +157,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return make_config(args.preset, **given)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def cmd_train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     from .trainer import TrainingError, train
 
     config = config_from_args(args)
     try:
         result = train(config, args.run_dir, resume=args.resume, overwrite=args.overwrite,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress,
+                       command=shlex.join(["a3c", *(sys.argv[1:] if argv is None else argv)]))
     except TrainingError as e:
         print(f"a3c: training stopped: {e}", file=sys.stderr)
         return 1
@@ -221,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "train":
-            return cmd_train(args)
+            return cmd_train(args, argv)
         if args.command == "export":
             from .checkpoint import export_agent
 

@@ -138,12 +138,15 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 def train(config: Config, run_dir: str | Path | None = None, resume: bool = False,
           overwrite: bool = False, progress: bool = True,
-          on_rows: Callable[[list[dict[str, Any]]], None] | None = None) -> TrainResult:
+          on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
+          command: str | None = None) -> TrainResult:
     """Run A3C as `config` says until a budget, the target score, or an interrupt.
 
-    `on_rows` is called from the trainer's loop with each batch of new metrics rows (a
-    notebook uses it to redraw a learning curve). Ctrl-C / a notebook interrupt / SIGTERM
-    stop the run cleanly: children ended, final checkpoint written, result returned.
+    `command` (the CLI passes its command line) is logged in the start row, so a run
+    directory says how it was made. `on_rows` is called from the trainer's loop with each
+    batch of new metrics rows (a notebook uses it to redraw a learning curve). Ctrl-C, a
+    notebook interrupt or SIGTERM stop the run cleanly: children ended, final checkpoint
+    written, result returned.
     """
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     prepare_run_dir(run_dir, resume, overwrite)
@@ -176,7 +179,7 @@ def train(config: Config, run_dir: str | Path | None = None, resume: bool = Fals
     metrics = _Metrics(run_dir / "metrics.jsonl",
                        int(counters.get("metrics_rows", 0)) if checkpoint else None)
 
-    run = _Run(config, run_dir, model, optimizer, counters, metrics, on_rows)
+    run = _Run(config, run_dir, model, optimizer, counters, metrics, on_rows, command)
     previous_term = None
     if threading.current_thread() is threading.main_thread():
         previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
@@ -216,9 +219,10 @@ class _Run:
 
     def __init__(self, config: Config, run_dir: Path, model: torch.nn.Module,
                  optimizer: SharedAdam, counters: dict[str, Any], metrics: _Metrics,
-                 on_rows: Callable[[list[dict[str, Any]]], None] | None) -> None:
+                 on_rows: Callable[[list[dict[str, Any]]], None] | None,
+                 command: str | None) -> None:
         self.config, self.run_dir, self.counters, self.metrics = config, run_dir, counters, metrics
-        self.on_rows = on_rows
+        self.on_rows, self.command = on_rows, command
         self.base_steps = int(counters["steps"])
         self.base_time = float(counters["time_s"])
         self.base_updates = int(counters.get("updates", 0))
@@ -390,7 +394,7 @@ class _Run:
                    disable=not progress, dynamic_ncols=True, smoothing=0.1)
         try:
             self._row("resume" if resumed else "start", workers=config.workers,
-                      pid=os.getpid())
+                      pid=os.getpid(), command=self.command)
             for i in range(config.workers):
                 self._start(f"worker-{i}")
             self._start("evaluator")

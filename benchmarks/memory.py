@@ -107,6 +107,26 @@ def run_and_sample(train_args: list[str], seconds: float) -> dict[str, Any]:
     return {"train_command": shlex.join(cmd), "samples": samples, "train_summary": summary}
 
 
+def sample_attached(pid: int, seconds: float, interval: float) -> dict[str, Any]:
+    """Sample the process tree of an `a3c train` that is already running (for `seconds`, or
+    until it exits): a soak measured on a real training run instead of a second one."""
+    root = psutil.Process(pid)
+    cmd = root.cmdline()
+    t0 = time.monotonic()
+    samples: list[tuple[float, float, float | None, int]] = []
+    while time.monotonic() - t0 < seconds and root.is_running():
+        try:
+            rss, pss, count = tree_memory(root)
+        except psutil.NoSuchProcess:
+            break
+        if count:
+            samples.append((round(time.monotonic() - t0, 2), round(rss, 1),
+                            None if pss is None else round(pss, 1), count))
+        time.sleep(interval)
+    return {"train_command": shlex.join(cmd), "samples": samples, "train_summary": None,
+            "attached_pid": pid}
+
+
 def _thin(samples: list[Any], keep: int) -> list[Any]:
     if len(samples) <= keep:
         return samples
@@ -131,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="soak samples before this are left out of the growth fit")
     p.add_argument("--max-slope", type=float, default=0.5,
                    help="soak passes when RSS grows by at most this many MB per minute")
+    p.add_argument("--attach", type=int, metavar="PID",
+                   help="with --soak: sample the running `a3c train` with this pid instead of "
+                        "starting one (its --run-dir config.json gives the config)")
+    p.add_argument("--run-dir", type=Path, help="with --attach: the attached run's directory")
+    p.add_argument("--interval", type=float, default=SAMPLE_S, help="seconds between samples")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="any other config field, as in `a3c train --set`")
     p.add_argument("--out", type=Path, default=None,
@@ -140,9 +165,17 @@ def main(argv: list[str] | None = None) -> int:
     common.parse_sets(args.set)  # refuse a bad --set before starting anything
     header = common.provenance()
     out_dir = args.out or common.RESULTS
+    if args.attach is not None:
+        if not (args.soak and args.run_dir):
+            p.error("--attach goes with --soak and --run-dir")
+        from a3c_course.config import Config
+
+        config = Config.from_dict(json.loads((args.run_dir / "config.json").read_text()))
+        args.workers, args.preset, args.model = [config.workers], config.preset, config.model
     for workers in args.workers:
-        config = make_config(args.preset, model=args.model, env=args.env, num_workers=workers,
-                             **common.parse_sets(args.set))
+        if args.attach is None:
+            config = make_config(args.preset, model=args.model, env=args.env,
+                                 num_workers=workers, **common.parse_sets(args.set))
         train_args = ["--preset", args.preset, "--model", args.model, "--env", args.env,
                       "--workers", str(workers)]
         for item in args.set:
@@ -150,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         seconds = 60 * args.minutes if args.soak else args.seconds
         kind = "soak" if args.soak else "memory"
         print(f"{kind}: {workers} workers for {seconds:.0f} s ...", file=sys.stderr, flush=True)
-        run = run_and_sample(train_args, seconds)
+        if args.attach is not None:
+            run = sample_attached(args.attach, seconds, args.interval)
+        else:
+            run = run_and_sample(train_args, seconds)
         samples = run["samples"]
         if not samples:
             raise RuntimeError("no memory samples were taken: the run ended at once")
@@ -170,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             "peak_rss_at_s": peak[0],
             "peak_pss_mb": max(pss_values) if pss_values else None,
             "processes_at_peak": peak[3],
-            "sample_interval_s": SAMPLE_S,
+            "sample_interval_s": args.interval,
             "samples_columns": ["time_s", "rss_mb", "pss_mb", "processes"],
             "samples": _thin(samples, MAX_SAVED_SAMPLES),
             "config": config.to_dict(),

@@ -1,0 +1,97 @@
+"""Ship a trained agent with the package: export it, evaluate it, record how it was made.
+
+    python benchmarks/ship_agent.py runs/pong-det-s1 pong
+
+writes, beside each other in a3c_course/pretrained/:
+- NAME.pt          the agent (model + config, no optimizer state), from RUN_DIR/best.pt
+                   (the weights whose confirmed greedy mean was best) or --checkpoint
+- NAME.eval.json   greedy real scores over --episodes episodes with sticky actions on, on
+                   seeds that training never used (what `a3c evaluate pretrained:NAME --json`
+                   prints, plus provenance)
+- NAME.train.json  the run's config, a command that reproduces it, and its learning curve
+and images/NAME.mp4, one greedy game.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import common
+import torch
+
+from a3c_course.checkpoint import PRETRAINED_DIR, export_agent, load_model
+from a3c_course.evaluator import evaluate_model
+from a3c_course.trainer import read_metrics
+from a3c_course.video import record_video
+
+# Training seeds are small (seed + 1000 * worker + 100000 * resume); the trainer's evaluator
+# starts at seed + 7777777. Shipping evaluations start far from both.
+EVAL_SEED = 20_000_000
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("name", help="the agent's name: pretrained:NAME")
+    p.add_argument("--checkpoint", default="best.pt", help="file in RUN_DIR to ship")
+    p.add_argument("--episodes", type=int, default=30)
+    p.add_argument("--repeat-action-probability", type=float, default=0.25)
+    p.add_argument("--seed", type=int, default=EVAL_SEED)
+    p.add_argument("--video-frames", type=int, default=1200, help="cap on the video's length")
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(1)
+    agent = PRETRAINED_DIR / f"{args.name}.pt"
+    export_agent(args.run_dir / args.checkpoint, agent, overwrite=args.overwrite)
+    model, config = load_model(agent)
+    config = config.replace(repeat_action_probability=args.repeat_action_probability)
+    returns = evaluate_model(model, config, args.episodes, seed=args.seed)
+    evaluation = {
+        "benchmark": "pretrained_eval",
+        **common.provenance(),
+        "checkpoint": f"pretrained:{args.name}",
+        "reproduce": f"a3c evaluate pretrained:{args.name} --episodes {args.episodes} "
+                     f"--seed {args.seed} --repeat-action-probability "
+                     f"{args.repeat_action_probability} --json",
+        "env": config.env_id,
+        "repeat_action_probability": args.repeat_action_probability,
+        "episodes": len(returns),
+        "seed": args.seed,
+        "mean_return": sum(returns) / len(returns),
+        "returns": returns,
+    }
+    common.write_json(PRETRAINED_DIR / f"{args.name}.eval.json", evaluation)
+
+    rows = read_metrics(args.run_dir)
+    curve = [[r["time_s"], r["steps"], r["eval_return"]] for r in rows
+             if r["event"] in ("eval", "eval_confirm")]
+    run_config = json.loads((args.run_dir / "config.json").read_text())
+    training = {
+        "run_dir": str(args.run_dir),
+        "shipped_file": args.checkpoint,
+        "config": run_config,
+        "commands": [r.get("command") for r in rows if r.get("command")] or None,
+        "starts": [{k: r[k] for k in ("event", "time_s", "steps")} for r in rows
+                   if r["event"] in ("start", "resume", "stop")],
+        "curve_columns": ["time_s", "steps", "eval_return"],
+        "curve": curve[:: max(1, len(curve) // 500)],
+        "confirmations": [[r["time_s"], r["steps"], r["eval_return"]] for r in rows
+                          if r["event"] == "eval_confirm"],
+    }
+    common.write_json(PRETRAINED_DIR / f"{args.name}.train.json", training)
+
+    video = common.REPO / "images" / f"{args.name}.mp4"
+    score, steps = record_video(model, config, video, seed=args.seed,
+                                max_frames=args.video_frames, scale=1)
+    print(f"pretrained:{args.name}: mean {evaluation['mean_return']:+.2f} over {len(returns)} "
+          f"episodes (sticky p={args.repeat_action_probability}); video {video} "
+          f"({score:+.0f} in {steps} steps)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
