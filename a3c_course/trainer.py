@@ -420,8 +420,9 @@ class _Run:
                 shown = steps
                 bar.set_postfix(eval=self.last_eval, refresh=False)
                 self._flush_rows()
-                reason = self._stop_reason() or ""
-                if reason:
+                stop = self._stop_reason()
+                if stop:
+                    reason = stop
                     break
         except _Terminated:
             reason = "terminated"

@@ -3,16 +3,21 @@
 A worker killed with SIGKILL is restarted and the run goes on; Ctrl-C (SIGINT) and SIGTERM
 stop the trainer with no child left behind and a loadable checkpoint; a trainer killed with
 SIGKILL in the middle of writing a checkpoint leaves the previous one intact, its children
-exit on their own, and `--resume` continues from it; NaN rewards never reach the weights.
+exit on their own, and `--resume` continues from it; NaN rewards never reach the weights; a
+worker that keeps dying or a model that diverges stops the run with a clear error; a notebook
+kernel interrupted while training leaves no process behind.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
+import time
 from pathlib import Path
 
 import psutil
+import pytest
 import torch
 from proc_utils import Trainer, a3c_env, assert_all_gone, read_jsonl, read_rows
 
@@ -196,3 +201,140 @@ def test_nan_rewards_never_reach_the_shared_weights(tmp_path: Path) -> None:
             assert torch.isfinite(state[key]).all(), key
     stop = read_rows(run_dir)[-1]
     assert stop["event"] == "stop" and stop["reason"] == "steps"
+
+
+# The same trick for two more faults: an environment that crashes its process after a few
+# steps (a worker that keeps dying), and one whose every reward is NaN (a model that diverges).
+FAULTY_SCRIPT = '''
+import json
+import os
+import sys
+
+import gymnasium as gym
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+FAULT = os.environ["A3C_TEST_FAULT"]
+
+
+class FaultyCartPole(CartPoleEnv):
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        self.calls = getattr(self, "calls", 0) + 1
+        if FAULT == "crash" and self.calls == 30:
+            os._exit(7)  # dies like an out-of-memory kill would: no clean-up, no message
+        if FAULT == "nan":
+            reward = float("nan")
+        return obs, reward, terminated, truncated, info
+
+
+gym.register("CartPole-v1", entry_point=FaultyCartPole, max_episode_steps=500)
+
+if __name__ == "__main__":
+    from a3c_course.config import make_config
+    from a3c_course.trainer import TrainingError, train
+
+    config = make_config(env="CartPole-v1", num_workers=2, max_minutes=2.0, eval_nice=0)
+    try:
+        train(config, sys.argv[1], progress=False)
+    except TrainingError as e:
+        print(json.dumps({"error": str(e)}))
+        sys.exit(1)
+'''
+
+
+def _run_faulty(tmp_path: Path, fault: str) -> tuple[Trainer, str]:
+    script = tmp_path / "faulty.py"
+    script.write_text(FAULTY_SCRIPT)
+    run_dir = tmp_path / "run"
+    trainer = Trainer(run_dir, command=[sys.executable, str(script), str(run_dir)],
+                      env=a3c_env(A3C_TEST_FAULT=fault))
+    return trainer, str(run_dir)
+
+
+def test_a_worker_that_keeps_dying_stops_the_run(tmp_path: Path) -> None:
+    trainer, _ = _run_faulty(tmp_path, "crash")
+    with trainer:
+        assert trainer.finish(timeout=90) == 1, trainer.stderr()
+        seen = list(trainer.seen.values())
+        error = json.loads(trainer.stdout().strip().splitlines()[-1])["error"]
+        assert "died 5 times" in error and "stopping" in error, error
+        assert_all_gone(seen, timeout=5)
+    rows = read_rows(trainer.run_dir)
+    restarts = [r for r in rows if r["event"] == "worker_restart"]
+    assert len(restarts) >= 4 and all(r["exitcode"] == 7 for r in restarts), restarts
+    assert rows[-1]["event"] == "stop" and rows[-1]["reason"] == "error"
+    load_checkpoint(trainer.run_dir / "checkpoint.pt")  # the final checkpoint is still written
+
+
+def test_a_diverged_model_stops_the_run_with_finite_weights(tmp_path: Path) -> None:
+    trainer, _ = _run_faulty(tmp_path, "nan")
+    with trainer:
+        assert trainer.finish(timeout=90) == 1, trainer.stderr()
+        error = json.loads(trainer.stdout().strip().splitlines()[-1])["error"]
+        assert "diverged" in error, error
+        assert_all_gone(list(trainer.seen.values()), timeout=5)
+    checkpoint = load_checkpoint(trainer.run_dir / "checkpoint.pt")
+    assert checkpoint.counters["updates"] == 0  # not one NaN update reached the shared model
+    assert checkpoint.counters["nonfinite"] >= 50
+    for name, tensor in checkpoint.model_state.items():
+        assert torch.isfinite(tensor).all(), name
+
+
+def test_interrupting_the_notebook_cell_stops_every_child(tmp_path: Path) -> None:
+    """A real Jupyter kernel trains; 'interrupt kernel' ends the cell cleanly within 5 s."""
+    jupyter_client = pytest.importorskip("jupyter_client")
+    run_dir = tmp_path / "run"
+    km = jupyter_client.KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(tmp_path), env=a3c_env())
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        kc.execute(
+            "from a3c_course import make_config\n"
+            "from a3c_course.trainer import train\n"
+            "config = make_config(env='CartPole-v1', num_workers=2, max_minutes=5)\n"
+            f"result = train(config, {str(run_dir)!r}, progress=False)\n"
+            "print('STOPPED', result.stop_reason)\n")
+        kernel = psutil.Process(km.provisioner.pid)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+                r["event"] == "progress" for r in _rows_or_empty(run_dir)):
+            time.sleep(0.2)
+        children = _training_children(kernel)
+        assert len(children) == 3, children  # two workers and the evaluator
+        km.interrupt_kernel()
+        assert_all_gone(children, timeout=5)
+        output = ""
+        while True:
+            msg = kc.get_iopub_msg(timeout=30)
+            if msg["msg_type"] == "stream":
+                output += msg["content"]["text"]
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        assert "STOPPED interrupted" in output, output
+        assert _training_children(kernel) == []
+        load_checkpoint(run_dir / "checkpoint.pt")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def _training_children(kernel: psutil.Process) -> list[psutil.Process]:
+    """The kernel's spawned training processes. multiprocessing's resource tracker is left
+    out: one per interpreter, it lives as long as the kernel, not as long as a run."""
+    found = []
+    for proc in kernel.children(recursive=True):
+        try:
+            if "spawn_main" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def _rows_or_empty(run_dir: Path) -> list[dict]:
+    try:
+        return read_rows(run_dir)
+    except (FileNotFoundError, ValueError):
+        return []
