@@ -4,12 +4,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# PyPI's Linux torch is a multi-GB CUDA build; PyTorch's CPU index has the same release as a
+# CPU-only wheel (on every OS). Unreachable (as on an offline mirror), pip falls back to PyPI.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: train test lint notebooks figures clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install --quiet --timeout 15 --retries 1 --index-url $(TORCH_INDEX) \
+	  --extra-index-url https://pypi.org/simple -c constraints.txt torch==2.13.0
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 

@@ -135,8 +135,15 @@ def load_checkpoint(spec: str | Path) -> Checkpoint:
     model_state = data.get("model")
     if not isinstance(model_state, dict):
         raise CheckpointError(f"checkpoint {str(path)!r} holds no model weights")
-    checkpoint = Checkpoint(config, model_state, data.get("optimizer"),
-                            data.get("counters") or {}, data.get("torch_rng"))
+    bad = sorted(str(k) for k, v in model_state.items() if not torch.is_tensor(v))
+    if bad:
+        raise CheckpointError(f"checkpoint {str(path)!r}: model entries {bad[:4]} are not tensors")
+    counters = data.get("counters") or {}
+    if not isinstance(counters, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in counters.values()):
+        raise CheckpointError(f"checkpoint {str(path)!r}: 'counters' must map names to numbers")
+    checkpoint = Checkpoint(config, model_state, data.get("optimizer"), counters,
+                            data.get("torch_rng"))
     check_shapes(checkpoint, path)
     return checkpoint
 
@@ -171,13 +178,44 @@ def load_model(spec: str | Path) -> tuple[ActorCritic, Config]:
     return model, checkpoint.config
 
 
+def check_optimizer_state(checkpoint: Checkpoint, model: torch.nn.Module,
+                          path: str | Path = "checkpoint") -> None:
+    """A resumable checkpoint's Adam state: one (step, exp_avg, exp_avg_sq) per parameter,
+    each moment shaped like its parameter."""
+    state = checkpoint.optimizer_state
+    params = list(model.parameters())
+    if state is None:
+        raise CheckpointError(f"cannot resume from {str(path)!r}: it has no optimizer state (an "
+                              "exported agent, not a run)")
+    groups = state.get("param_groups") if isinstance(state, dict) else None
+    per_param = state.get("state") if isinstance(state, dict) else None
+    if not isinstance(groups, list) or not isinstance(per_param, dict):
+        raise CheckpointError(f"checkpoint {str(path)!r}: the optimizer state is malformed")
+    ids = [i for g in groups if isinstance(g, dict) for i in g.get("params", [])]
+    if ids != list(range(len(params))):
+        raise CheckpointError(f"checkpoint {str(path)!r}: the optimizer state covers {len(ids)} "
+                              f"parameters, the model has {len(params)}")
+    for i, p in enumerate(params):
+        entry = per_param.get(i)
+        if not isinstance(entry, dict):
+            raise CheckpointError(f"checkpoint {str(path)!r}: no optimizer state for parameter {i}")
+        for key in ("exp_avg", "exp_avg_sq"):
+            t = entry.get(key)
+            if not torch.is_tensor(t) or tuple(t.shape) != tuple(p.shape):
+                raise CheckpointError(
+                    f"checkpoint {str(path)!r}: optimizer {key} of parameter {i} has shape "
+                    f"{tuple(t.shape) if torch.is_tensor(t) else None}, needs {tuple(p.shape)}")
+        if not torch.is_tensor(entry.get("step")):
+            raise CheckpointError(f"checkpoint {str(path)!r}: optimizer step {i} is not a tensor")
+
+
 def _model_for(config: Config, num_actions: int) -> ActorCritic:
     obs_shape = None if is_atari(config.env_id) else env_spaces(config)[0]
     return build_model(config, num_actions, obs_shape)
 
 
 def export_agent(src: str | Path, dst: str | Path, overwrite: bool = False) -> Path:
-    """Write a checkpoint's model and config without the optimizer state (half the size):
+    """Write a checkpoint's model and config without the optimizer state (a third the size):
     a playable agent, as shipped in ``a3c_course/pretrained/``. Refuses to replace `dst`."""
     checkpoint = load_checkpoint(src)
     dst = Path(dst)

@@ -82,8 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", default="default", choices=sorted(PRESETS),
                    help="named starting configuration (default: default)")
     t.add_argument("--workers", type=_positive_int, help="worker processes (default: CPU count)")
-    t.add_argument("--steps", type=_positive_int, help="agent-step budget, summed over workers")
-    t.add_argument("--minutes", type=_positive_float, help="wall-clock budget in minutes")
+    t.add_argument("--steps", type=_positive_int,
+                   help="agent-step budget, summed over workers (a total: resume counts on)")
+    t.add_argument("--minutes", type=_positive_float,
+                   help="wall-clock budget in minutes (a total: resume counts on)")
     t.add_argument("--target-score", type=_number,
                    help="stop when the greedy mean over eval_episodes reaches this")
     t.add_argument("--repeat-action-probability", type=_probability,
@@ -142,14 +144,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if args.resume:
         if args.run_dir is None:
             raise ConfigError("--resume needs --run-dir: the run to continue")
-        saved = Path(args.run_dir) / "config.json"
+        from .checkpoint import load_checkpoint
+
+        saved = Path(args.run_dir) / "checkpoint.pt"
         if not saved.is_file():
             raise ConfigError(f"cannot resume: {str(saved)!r} does not exist")
-        try:
-            data = json.loads(saved.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"cannot resume: {str(saved)!r} is not valid JSON ({e})") from None
-        return Config.from_dict(data).replace(**given)
+        # The checkpoint's config is the run's latest (earlier resumes may have raised a budget).
+        return load_checkpoint(saved).config.replace(**given)
     if "env" in given:
         from .config import resolve_env_id
 

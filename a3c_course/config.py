@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -129,7 +130,7 @@ class Config:
         resolve_env_id(self.env)
         _allowed("model", self.model, MODELS)
         _allowed("preset", self.preset, tuple(PRESETS))
-        _at_least("frame_skip", self.frame_skip, 1)
+        _between("frame_skip", self.frame_skip, 1, 64)
         _between("repeat_action_probability", self.repeat_action_probability, 0.0, 1.0)
         _at_least("crop_top", self.crop_top, 0)
         _at_least("crop_bottom", self.crop_bottom, 0)
@@ -138,13 +139,14 @@ class Config:
                 f"crop_top + crop_bottom = {self.crop_top + self.crop_bottom} leaves fewer than "
                 "10 of the 210 rows: allowed is a sum of at most 200"
             )
-        _at_least("frame_size", self.frame_size, 8)
-        _at_least("stack_frames", self.stack_frames, 1)
+        _between("frame_size", self.frame_size, 8, 1024)
+        _between("stack_frames", self.stack_frames, 1, 64)
         if not self.conv_channels:
             raise ConfigError("conv_channels=() is empty: give at least one positive width")
         for c in self.conv_channels:
-            if c < 1:
-                raise ConfigError(f"conv_channels={self.conv_channels}: widths must be >= 1")
+            if not 1 <= c <= 4096:
+                raise ConfigError(
+                    f"conv_channels={self.conv_channels}: widths must be 1 to 4096")
         if len(self.conv_channels) < 2 and self.model == "stack":
             raise ConfigError("conv_channels needs at least 2 layers for the 'stack' model")
         if self.frame_size / 2 ** len(self.conv_channels) < 1:
@@ -153,22 +155,22 @@ class Config:
                 f"frame_size={self.frame_size}: allowed is at most "
                 f"{max(1, self.frame_size.bit_length() - 1)}"
             )
-        _at_least("hidden_size", self.hidden_size, 1)
-        _at_least("num_workers", self.num_workers, 0, "0 (one per CPU core) or more")
-        _at_least("num_steps", self.num_steps, 1)
+        _between("hidden_size", self.hidden_size, 1, 16384)
+        _between("num_workers", self.num_workers, 0, 512)
+        _between("num_steps", self.num_steps, 1, 10_000)
         _positive("lr", self.lr)
         _between("gamma", self.gamma, 0.0, 1.0)
         _between("gae_lambda", self.gae_lambda, 0.0, 1.0)
         _at_least("entropy_coef", self.entropy_coef, 0.0)
         _positive("value_coef", self.value_coef)
         _positive("max_grad_norm", self.max_grad_norm)
-        _at_least("max_steps", self.max_steps, 1)
+        _between("max_steps", self.max_steps, 1, 10**12)
         _at_least("max_minutes", self.max_minutes, 0.0, "a positive number of minutes, or 0")
-        _at_least("eval_episodes", self.eval_episodes, 1)
+        _between("eval_episodes", self.eval_episodes, 1, 10_000)
         _at_least("eval_interval_s", self.eval_interval_s, 0.0)
         _between("eval_nice", self.eval_nice, 0, 19)
         _positive("checkpoint_minutes", self.checkpoint_minutes)
-        _at_least("seed", self.seed, 0)
+        _between("seed", self.seed, 0, 2**32 - 1)
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -244,8 +246,9 @@ def field_docs() -> dict[str, str]:
 
 # ---------------------------------------------------------------------- presets
 PRESETS: dict[str, dict[str, Any]] = {
-    # Chosen by measurement (benchmarks/): small gray input, ikostrikov-sized network,
-    # short rollouts, one worker per core.
+    # The network of the A3C code the seed cites (42x42 gray, four 3x3 stride-2 convs, a
+    # 256-wide recurrent core, 20-step rollouts, Adam 1e-4), with a 16-wide first layer and
+    # channels-last convs for speed (benchmarks/results/throughput-*.json); one worker per core.
     "default": {},
     # Exactly the seed notebook: 160x160 RGB, conv 3->8->16->..., 8 processes, 30-step
     # rollouts, Adam, plain R - V advantage. Its learning rate and coefficients are those of
@@ -325,8 +328,8 @@ def _check_type(name: str, value: Any, hint: Any) -> None:
         raise TypeError(f"no type check for field {name} of type {hint}")
     if not ok:
         raise ConfigError(f"{name}={value!r} has the wrong type: expected {hint}")
-    if isinstance(value, float) and value != value:
-        raise ConfigError(f"{name}=nan is not a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r} is not allowed: give a finite number")
 
 
 def _allowed(name: str, value: Any, allowed: tuple) -> None:

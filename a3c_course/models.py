@@ -170,7 +170,7 @@ def build_model(config: Config, num_actions: int,
 def copy_weights(dst: nn.Module, src: nn.Module) -> None:
     """Overwrite `dst`'s parameters with `src`'s (the worker's sync from the shared model)."""
     with torch.no_grad():
-        for d, s in zip(dst.parameters(), src.parameters(), strict=False):
+        for d, s in zip(dst.parameters(), src.parameters(), strict=True):
             d.copy_(s)
 
 

@@ -30,13 +30,19 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
-from .config import Config
+from .checkpoint import (
+    CheckpointError,
+    check_compatible,
+    check_optimizer_state,
+    load_checkpoint,
+    save_checkpoint,
+)
+from .config import Config, ConfigError
 from .envs import env_spaces
 from .evaluator import evaluator_process
 from .models import build_model
 from .shared_adam import SharedAdam
-from .worker import EXIT_DIVERGED, SharedState, train_worker
+from .worker import EXIT_DIVERGED, SharedState, StopFlag, child_seed, train_worker
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "best.pt")
 POLL_S = 0.25  # how often the trainer looks at its children and the event queue
@@ -81,6 +87,8 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber a run unless told; on resume, require a checkpoint."""
     if resume and overwrite:
         raise RunDirError("resume and overwrite exclude each other: choose one")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"run directory {str(run_dir)!r} is a file: give a directory")
     existing = [name for name in RUN_FILES if (run_dir / name).exists()]
     if resume:
         if not (run_dir / "checkpoint.pt").is_file():
@@ -151,20 +159,23 @@ def train(config: Config, run_dir: str | Path | None = None, resume: bool = Fals
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     prepare_run_dir(run_dir, resume, overwrite)
     checkpoint = None
+    changed: dict[str, Any] = {}
     if resume:
         checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
         check_compatible(checkpoint, config)
-        if checkpoint.optimizer_state is None:
-            raise CheckpointError(f"cannot resume from {run_dir}: the checkpoint has no optimizer "
-                                  "state (an exported agent, not a run)")
-    _write_json_atomic(run_dir / "config.json", config.to_dict())
+        _check_budget_left(config, checkpoint.counters)
+        old = checkpoint.config.to_dict()
+        changed = {k: v for k, v in config.to_dict().items() if old[k] != v}
 
     # ALGO LOGIC: the shared model and the shared Adam, in shared memory.
     obs_shape, n_actions = env_spaces(config)
     model = build_model(config, n_actions, obs_shape)
     counters: dict[str, Any] = {"steps": 0, "time_s": 0.0, "episodes": 0, "restarts": 0,
                                 "updates": 0, "nonfinite": 0, "generation": 0}
-    if checkpoint is not None:
+    if checkpoint is None:
+        _write_json_atomic(run_dir / "config.json", config.to_dict())  # once, first
+    else:
+        check_optimizer_state(checkpoint, model, run_dir / "checkpoint.pt")
         model.load_state_dict(checkpoint.model_state)
         counters.update(checkpoint.counters)
         counters["generation"] = int(counters.get("generation", 0)) + 1
@@ -179,7 +190,7 @@ def train(config: Config, run_dir: str | Path | None = None, resume: bool = Fals
     metrics = _Metrics(run_dir / "metrics.jsonl",
                        int(counters.get("metrics_rows", 0)) if checkpoint else None)
 
-    run = _Run(config, run_dir, model, optimizer, counters, metrics, on_rows, command)
+    run = _Run(config, run_dir, model, optimizer, counters, metrics, on_rows, command, changed)
     previous_term = None
     if threading.current_thread() is threading.main_thread():
         previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
@@ -188,6 +199,18 @@ def train(config: Config, run_dir: str | Path | None = None, resume: bool = Fals
     finally:
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
+
+
+def _check_budget_left(config: Config, counters: dict[str, Any]) -> None:
+    """Budgets count the whole run: resuming one that has spent them would stop at once."""
+    steps, minutes = int(counters.get("steps", 0)), float(counters.get("time_s", 0)) / 60
+    if steps >= config.max_steps:
+        raise ConfigError(f"cannot resume: the run has taken {steps} steps, max_steps="
+                          f"{config.max_steps}; give a larger --steps (budgets are totals)")
+    if config.max_minutes and minutes >= config.max_minutes:
+        raise ConfigError(f"cannot resume: the run has trained {minutes:.1f} minutes, "
+                          f"max_minutes={config.max_minutes}; give a larger --minutes (budgets "
+                          "are totals)")
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
@@ -220,9 +243,9 @@ class _Run:
     def __init__(self, config: Config, run_dir: Path, model: torch.nn.Module,
                  optimizer: SharedAdam, counters: dict[str, Any], metrics: _Metrics,
                  on_rows: Callable[[list[dict[str, Any]]], None] | None,
-                 command: str | None) -> None:
+                 command: str | None, changed: dict[str, Any]) -> None:
         self.config, self.run_dir, self.counters, self.metrics = config, run_dir, counters, metrics
-        self.on_rows, self.command = on_rows, command
+        self.on_rows, self.command, self.changed = on_rows, command, changed
         self.base_steps = int(counters["steps"])
         self.base_time = float(counters["time_s"])
         self.base_updates = int(counters.get("updates", 0))
@@ -237,11 +260,12 @@ class _Run:
             steps=torch.zeros(workers, dtype=torch.int64).share_memory_(),
             updates=torch.zeros(workers, dtype=torch.int64).share_memory_(),
             nonfinite=torch.zeros(workers, dtype=torch.int64).share_memory_(),
-            stop=self.ctx.Event(),
+            stop=StopFlag(),
             events=self.ctx.Queue(),
         )
         self.children: dict[str, mp.process.BaseProcess] = {}
         self.deaths: dict[str, deque[float]] = {}
+        self.starts: dict[str, int] = {}
         self.start_time = time.monotonic()
         self.last_eval: float | None = None
         # The best confirmed greedy mean so far (a resumed run starts from its best.pt's).
@@ -255,15 +279,14 @@ class _Run:
     # ------------------------------------------------------------------ children
     def _start(self, name: str) -> None:
         generation = int(self.counters["generation"])
-        restarts = len(self.deaths.get(name, ()))
-        offset = 100_000 * generation + 10_000 * restarts
+        starts = self.starts[name] = self.starts.get(name, 0) + 1
         if name == "evaluator":
-            target, args = evaluator_process, (self.config, self.shared, os.getpid(),
-                                               self.config.seed + 7_777_777 + offset)
+            seed = child_seed(self.config.seed, 1, 0, generation, starts)
+            target, args = evaluator_process, (self.config, self.shared, os.getpid(), seed)
         else:
             index = int(name.split("-")[1])
-            target, args = train_worker, (index, self.config, self.shared, os.getpid(),
-                                          self.config.seed + 1000 * index + offset)
+            seed = child_seed(self.config.seed, 0, index, generation, starts)
+            target, args = train_worker, (index, self.config, self.shared, os.getpid(), seed)
         proc = self.ctx.Process(target=target, args=args, name=f"a3c-{name}", daemon=True)
         proc.start()
         self.children[name] = proc
@@ -298,7 +321,7 @@ class _Run:
         deadline = time.monotonic() + STOP_GRACE_S
         for proc in self.children.values():
             while proc.is_alive() and time.monotonic() < deadline:
-                self._drain(record=False)  # a child's queue feeder must flush before it exits
+                self._drain(stopping=True)  # a child's queue feeder must flush before it exits
                 proc.join(0.05)
         for proc in self.children.values():
             if proc.is_alive():
@@ -308,7 +331,7 @@ class _Run:
             if proc.is_alive():
                 proc.kill()
                 proc.join()
-        self._drain(record=False)
+        self._drain(stopping=True)
         self.shared.events.cancel_join_thread()
         self.shared.events.close()
 
@@ -325,15 +348,14 @@ class _Run:
         self.pending.append(self.metrics.write(row))
         return row
 
-    def _drain(self, record: bool = True) -> None:
-        """Turn the children's events into metrics rows."""
+    def _drain(self, stopping: bool = False) -> None:
+        """Turn the children's events into metrics rows (while stopping, a child's fatal
+        message no longer changes anything, but its last episodes still count)."""
         while True:
             try:
                 event = self.shared.events.get_nowait()
-            except (queue.Empty, OSError, ValueError):
+            except (queue.Empty, OSError, ValueError, EOFError):
                 return
-            if not record:
-                continue
             kind = event[0]
             if kind == "episode":
                 _, worker, score, length = event
@@ -352,7 +374,7 @@ class _Run:
                     self._save_best(weights, mean, self.base_steps + steps_at_load)
                 self._row("eval_confirm", steps=self.base_steps + steps_at_load,
                           eval_return=mean, eval_returns=scores)
-            elif kind == "fatal":
+            elif kind == "fatal" and not stopping:
                 raise TrainingError(event[2])
 
     def _sync_counters(self) -> None:
@@ -393,8 +415,9 @@ class _Run:
         bar = tqdm(total=config.max_steps, initial=self.base_steps, unit="step",
                    disable=not progress, dynamic_ncols=True, smoothing=0.1)
         try:
+            extra = {"changed": self.changed} if resumed else {}
             self._row("resume" if resumed else "start", workers=config.workers,
-                      pid=os.getpid(), command=self.command)
+                      pid=os.getpid(), command=self.command, **extra)
             for i in range(config.workers):
                 self._start(f"worker-{i}")
             self._start("evaluator")

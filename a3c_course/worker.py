@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
+import numpy as np
 import torch
 
 from .config import Config
@@ -27,6 +30,31 @@ MAX_NONFINITE_IN_A_ROW = 50
 EXIT_DIVERGED = 3
 
 
+class StopFlag:
+    """A stop signal in shared memory, read without any lock.
+
+    multiprocessing.Event takes a lock on every ``is_set()``; a worker killed (SIGKILL, the
+    out-of-memory killer) while holding it would block every other process for good. One
+    shared byte cannot be left locked.
+    """
+
+    def __init__(self) -> None:
+        self._flag = torch.zeros(1, dtype=torch.uint8).share_memory_()
+
+    def set(self) -> None:
+        self._flag[0] = 1
+
+    def is_set(self) -> bool:
+        return bool(self._flag[0])
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to `timeout` seconds, waking early once the flag is set."""
+        deadline = time.monotonic() + timeout
+        while not self.is_set() and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        return self.is_set()
+
+
 @dataclass
 class SharedState:
     """What the trainer hands to every child process (all of it in shared memory)."""
@@ -36,7 +64,7 @@ class SharedState:
     steps: torch.Tensor  # int64 [num_workers]: agent steps per worker; one writer per slot
     updates: torch.Tensor  # int64 [num_workers]: applied updates per worker
     nonfinite: torch.Tensor  # int64 [num_workers]: updates skipped for a non-finite gradient
-    stop: Any  # multiprocessing Event: set by the trainer to end every child
+    stop: StopFlag  # set by the trainer to end every child
     events: Any  # multiprocessing Queue: episodes, evaluations, fatal errors -> trainer
 
 
@@ -46,6 +74,7 @@ def init_child(threads: int = 1) -> None:
     # group, and children dying half-way through an update would only make noise.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)  # OpenCV's resize would start a thread pool per process
 
 
 def parent_alive(parent_pid: int) -> bool:
@@ -62,10 +91,16 @@ def apply_gradients(local: ActorCritic, shared: ActorCritic, optimizer: SharedAd
     norm = torch.nn.utils.clip_grad_norm_(local.parameters(), max_grad_norm)
     if not torch.isfinite(norm):
         return False
-    for local_p, shared_p in zip(local.parameters(), shared.parameters(), strict=False):
+    for local_p, shared_p in zip(local.parameters(), shared.parameters(), strict=True):
         shared_p.grad = local_p.grad  # the hand-over (ikostrikov's ensure_shared_grads)
     optimizer.step()
     return True
+
+
+def child_seed(seed: int, *path: int) -> int:
+    """A seed for one child (worker index, resume generation, restart count...): distinct for
+    every path, unlike sums of offsets, which collide."""
+    return int(np.random.SeedSequence([seed, *path]).generate_state(1)[0])
 
 
 def train_worker(index: int, config: Config, shared: SharedState, parent_pid: int,
@@ -77,11 +112,8 @@ def train_worker(index: int, config: Config, shared: SharedState, parent_pid: in
     model = build_model(config, int(env.action_space.n), env.observation_space.shape)
     T = config.num_steps
 
-    # Rollout buffers, allocated once: the step loop below writes into them in place.
+    # The observation buffer is allocated once: the step loop copies each frame into it.
     observations = torch.zeros((T + 1, *env.observation_space.shape))
-    actions = torch.zeros(T, dtype=torch.long)
-    rewards = torch.zeros(T)
-    dones = torch.zeros(T)
 
     obs, _ = env.reset(seed=seed)
     state = model.initial_state()
@@ -93,14 +125,18 @@ def train_worker(index: int, config: Config, shared: SharedState, parent_pid: in
         start_state = state
 
         # ROLLOUT: T steps with the local model, sampling a ~ softmax(logits).
+        actions, rewards, dones = [], [], []
         with torch.no_grad():
             for t in range(T):
                 observations[t].copy_(torch.from_numpy(obs))
                 logits, _, state = model(observations[t : t + 1], state)
                 action = int(torch.multinomial(torch.softmax(logits, -1), 1))
                 obs, reward, terminated, truncated, info = env.step(action)
-                actions[t], rewards[t] = action, reward
-                dones[t] = float(terminated or truncated)
+                actions.append(action)
+                rewards.append(float(reward))
+                # A time-limit truncation is treated as an end too (no bootstrap across it):
+                # rare in Atari (108,000 frames), and simpler than keeping the final frame.
+                dones.append(float(terminated or truncated))
                 if terminated or truncated:
                     episode = info["episode"]  # RecordEpisodeStatistics: the unclipped score
                     shared.events.put(("episode", index, float(episode["r"]), int(episode["l"])))
@@ -111,9 +147,10 @@ def train_worker(index: int, config: Config, shared: SharedState, parent_pid: in
 
         # LOSS: re-run the rollout with gradients in one batch; the value of the last
         # observation is the bootstrap (a constant, not trained through).
-        logits, values = model.unroll(observations, start_state, dones)
-        loss = a3c_loss(logits[:T], values[:T], actions, rewards, dones,
-                        values[T].detach(), config.gamma, config.gae_lambda,
+        done_mask = torch.tensor(dones)
+        logits, values = model.unroll(observations, start_state, done_mask)
+        loss = a3c_loss(logits[:T], values[:T], torch.tensor(actions), torch.tensor(rewards),
+                        done_mask, values[T].detach(), config.gamma, config.gae_lambda,
                         config.entropy_coef, config.value_coef)
         model.zero_grad(set_to_none=True)
         loss.total.backward()
