@@ -20,6 +20,8 @@ from .config import Config, is_atari
 from .preprocess import preprocess
 
 gym.register_envs(ale_py)  # makes the ALE/... ids known; the ROMs ship inside ale-py's wheel
+# Warnings and errors only: ALE's start-up banner, printed by every process, is noise.
+ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
 
 
 def make_env(config: Config, train: bool = True, render_mode: str | None = None) -> gym.Env:

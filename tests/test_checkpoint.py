@@ -15,6 +15,7 @@ from a3c_course.checkpoint import (
     Checkpoint,
     CheckpointError,
     check_compatible,
+    check_optimizer_state,
     check_shapes,
     load_checkpoint,
     load_model,
@@ -293,3 +294,34 @@ def test_unknown_pretrained_name_lists_the_available_ones() -> None:
 def test_resolve_path_passes_file_paths_through(tmp_path: Path) -> None:
     assert resolve_path(tmp_path / "x.pt") == tmp_path / "x.pt"
     assert resolve_path("runs/a/checkpoint.pt") == Path("runs/a/checkpoint.pt")
+
+
+def test_weights_that_are_not_tensors(saved: tuple[Path, Config, ActorCritic, SharedAdam]) -> None:
+    path, _, model, _ = saved
+    _rewrite(path, model={**model.state_dict(), "policy.weight": "not a tensor"})
+    assert "are not tensors" in _error(path) and "policy.weight" in _error(path)
+
+
+def test_counters_that_are_not_numbers(saved: tuple[Path, Config, ActorCritic, SharedAdam]
+                                       ) -> None:
+    _rewrite(saved[0], counters={"steps": "many"})
+    assert "'counters' must map names to numbers" in _error(saved[0])
+
+
+def test_optimizer_state_is_checked_before_resuming(
+        saved: tuple[Path, Config, ActorCritic, SharedAdam]) -> None:
+    path, _, model, optimizer = saved
+    check_optimizer_state(load_checkpoint(path), model)  # the real one passes
+    state = optimizer.state_dict()
+    first = state["state"][0]
+    wrong = {**state, "state": {**state["state"],
+                                0: {**first, "exp_avg": torch.zeros(first["exp_avg"].numel() + 1)}}}
+    _rewrite(path, optimizer=wrong)
+    with pytest.raises(CheckpointError, match="exp_avg of parameter 0 has shape"):
+        check_optimizer_state(load_checkpoint(path), model)
+    _rewrite(path, optimizer={"state": {}})
+    with pytest.raises(CheckpointError, match="optimizer state is malformed"):
+        check_optimizer_state(load_checkpoint(path), model)
+    _rewrite(path, optimizer=None)
+    with pytest.raises(CheckpointError, match="no optimizer state"):
+        check_optimizer_state(load_checkpoint(path), model)

@@ -20,6 +20,7 @@ from proc_utils import run_a3c
 from a3c_course.checkpoint import save_checkpoint
 from a3c_course.config import make_config
 from a3c_course.models import build_model
+from a3c_course.shared_adam import SharedAdam
 
 PONG_ACTIONS = 6
 
@@ -45,6 +46,12 @@ CASES: list[tuple[str, list[str], list[str]]] = [
      ["{d}/run", "--resume", "--overwrite"]),
     ("resume-and-overwrite", ["train", "--resume", "--overwrite", "--run-dir", "{d}/run"],
      ["resume", "overwrite"]),
+    ("resume-without-optimizer", ["train", "--resume", "--run-dir", "{d}/run"],
+     ["{d}/run/checkpoint.pt", "optimizer"]),
+    ("resume-spent-budget", ["train", "--resume", "--run-dir", "{d}/spent", "--steps", "100"],
+     ["500 steps", "max_steps=100"]),
+    ("run-dir-is-a-file", ["train", "--steps", "20", "--run-dir", "{d}/empty.pt"],
+     ["{d}/empty.pt", "a file"]),
     ("evaluate-missing", ["evaluate", "{d}/nowhere.pt"], ["{d}/nowhere.pt"]),
     ("evaluate-unknown-pretrained", ["evaluate", "pretrained:nobody"], ["nobody"]),
     ("evaluate-empty", ["evaluate", "{d}/empty.pt"], ["{d}/empty.pt"]),
@@ -94,6 +101,10 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (run / "config.json").write_text(config.to_json())
     (run / "metrics.jsonl").write_text('{"event": "start", "time_s": 0.0, "steps": 0}\n')
     (run / "checkpoint.pt").write_bytes(good)
+    spent = d / "spent"  # a run that has already taken 500 steps
+    spent.mkdir()
+    optimizer = SharedAdam(model.parameters())
+    save_checkpoint(spent / "checkpoint.pt", config, model, optimizer, counters={"steps": 500})
     return d
 
 

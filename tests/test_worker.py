@@ -74,3 +74,27 @@ def test_gradients_are_clipped_before_the_hand_over(pong_frame: np.ndarray) -> N
     assert apply_gradients(local, shared, optimizer, max_grad_norm=0.5) is True
     norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in shared.parameters()))
     assert float(norm) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_stop_flag_is_shared_and_wakes_a_waiter() -> None:
+    import threading
+    import time
+
+    from a3c_course.worker import StopFlag
+
+    flag = StopFlag()
+    assert not flag.is_set() and flag._flag.is_shared()
+    assert flag.wait(0.05) is False
+    threading.Timer(0.2, flag.set).start()
+    started = time.monotonic()
+    assert flag.wait(10) is True
+    assert time.monotonic() - started < 5  # woke when set, not at the timeout
+
+
+def test_child_seeds_are_distinct() -> None:
+    from a3c_course.worker import child_seed
+
+    seeds = {child_seed(0, kind, index, generation, start) for kind in (0, 1)
+             for index in range(16) for generation in range(3) for start in range(1, 4)}
+    assert len(seeds) == 2 * 16 * 3 * 3
+    assert child_seed(5, 0, 1) == child_seed(5, 0, 1)
