@@ -68,6 +68,8 @@ class Config:
     """side of the square network input after resizing"""
     grayscale: bool = True
     """one luminance channel instead of RGB"""
+    standardize: bool = False
+    """subtract each frame's mean and divide by its std, instead of the seed's plain 0..1"""
     stack_frames: int = 4
     """frames concatenated by the `stack` model (the `gru` model sees one)"""
 

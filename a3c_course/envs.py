@@ -58,8 +58,11 @@ def make_env(config: Config, train: bool = True, render_mode: str | None = None)
             bottom=config.crop_bottom,
             size=config.frame_size,
             grayscale=config.grayscale,
+            standardized=config.standardize,
         ),
-        observation_space=gym.spaces.Box(0.0, 1.0, shape, np.float32),
+        observation_space=gym.spaces.Box(
+            -np.inf if config.standardize else 0.0, np.inf if config.standardize else 1.0,
+            shape, np.float32),
     )
     if config.model == "stack":
         env = FrameStackObservation(env, stack_size=config.stack_frames)
