@@ -68,7 +68,7 @@ class Config:
     """side of the square network input after resizing"""
     grayscale: bool = True
     """one luminance channel instead of RGB"""
-    standardize: bool = False
+    standardize: bool = True
     """subtract each frame's mean and divide by its std, instead of the seed's plain 0..1"""
     stack_frames: int = 4
     """frames concatenated by the `stack` model (the `gru` model sees one)"""
@@ -250,7 +250,8 @@ def field_docs() -> dict[str, str]:
 PRESETS: dict[str, dict[str, Any]] = {
     # The network of the A3C code the seed cites (42x42 gray, four 3x3 stride-2 convs, a
     # 256-wide recurrent core, 20-step rollouts, Adam 1e-4), with a 16-wide first layer and
-    # channels-last convs for speed (benchmarks/results/throughput-*.json); one worker per core.
+    # channels-last convs for speed (benchmarks/results/throughput-*.json); one worker per core;
+    # standardized frames (benchmarks/results/time_to_win-*: learns several times faster).
     "default": {},
     # Exactly the seed notebook: 160x160 RGB, conv 3->8->16->..., 8 processes, 30-step
     # rollouts, Adam, plain R - V advantage. Its learning rate and coefficients are those of
@@ -258,6 +259,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "seed": {
         "frame_size": 160,
         "grayscale": False,
+        "standardize": False,
         "conv_channels": (8, 16, 32, 64, 64),
         "hidden_size": 256,
         "num_workers": 8,

@@ -40,7 +40,10 @@ def test_observation_shapes(game: str, model: str, grayscale: bool, size: int,
         assert obs.shape == shape and obs.dtype == np.float32
         obs, *_ = env.step(1)
         assert obs.shape == shape and obs.dtype == np.float32
-        assert 0.0 <= obs.min() and obs.max() <= 1.0 and obs.max() > 0.0
+        if config.standardize:  # the default: each frame has mean 0, std 1
+            assert abs(float(obs.mean())) < 1e-4 and abs(float(obs.std()) - 1.0) < 1e-3
+        else:
+            assert 0.0 <= obs.min() and obs.max() <= 1.0 and obs.max() > 0.0
         assert env.observation_space.contains(obs)
         assert shape[0] == config.input_channels
     finally:

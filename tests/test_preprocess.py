@@ -147,3 +147,17 @@ def test_preprocess_leaves_its_input_alone(pong_frame: np.ndarray) -> None:
     frame = pong_frame.copy()
     preprocess(frame, size=42, grayscale=True)
     np.testing.assert_array_equal(frame, pong_frame)
+
+
+def test_standardize_gives_mean_zero_std_one_and_keeps_the_order(pong_frame: np.ndarray
+                                                                 ) -> None:
+    frame = pong_frame
+    plain = preprocess(frame, size=42, grayscale=True)
+    std = preprocess(frame, size=42, grayscale=True, standardized=True)
+    assert std.dtype == np.float32 and std.shape == plain.shape
+    assert abs(float(std.mean())) < 1e-5 and abs(float(std.std()) - 1.0) < 1e-4
+    # An affine map of the plain frame: brighter pixels stay brighter (ball, paddles).
+    assert np.array_equal(np.argsort(plain.ravel(), kind="stable"),
+                          np.argsort(std.ravel(), kind="stable"))
+    # ... and the contrast between them grows: what the standardization is for.
+    assert np.ptp(std) > 5 * np.ptp(plain)
