@@ -216,6 +216,10 @@ class Config:
         if not isinstance(data, dict):
             raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
         data = dict(data)
+        # Saved before a field existed, a config meant that field's behaviour back then, not
+        # today's default: frames were plain 0..1 before `standardize` was added.
+        for name, old_behaviour in FIELDS_ADDED_LATER.items():
+            data.setdefault(name, old_behaviour)
         if isinstance(data.get("conv_channels"), list):
             data["conv_channels"] = tuple(data["conv_channels"])
         unknown = sorted(set(data) - set(field_names()))
@@ -245,6 +249,9 @@ def field_docs() -> dict[str, str]:
                 docs[node.target.id] = nxt.value.value.strip()  # type: ignore[attr-defined]
     return docs
 
+
+# Fields added after runs were saved without them, with the behaviour those runs had.
+FIELDS_ADDED_LATER: dict[str, Any] = {"standardize": False, "eval_render": False}
 
 # ---------------------------------------------------------------------- presets
 PRESETS: dict[str, dict[str, Any]] = {

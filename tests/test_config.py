@@ -271,3 +271,10 @@ def test_parse_value_refuses_bad_text(field: str, text: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_value(field, text)
     assert f"{field}={text!r}" in str(info.value)
+
+
+def test_a_config_saved_before_standardize_existed_keeps_plain_frames() -> None:
+    old = Config().to_dict()
+    del old["standardize"]
+    assert Config.from_dict(old).standardize is False
+    assert Config.from_dict(Config().to_dict()).standardize is True  # today's default
