@@ -108,6 +108,9 @@ class Config:
     """stop after this many minutes of wall-clock time; 0 means no limit"""
     target_score: float | None = None
     """stop when the greedy agent's mean over `eval_episodes` episodes reaches this"""
+    stop_at_target: bool = True
+    """stop once the target is confirmed; False keeps training to the budget (best.pt keeps
+    the best confirmed agent)"""
     eval_episodes: int = 10
     """episodes averaged to confirm the target score"""
     eval_interval_s: float = 0.0
@@ -251,7 +254,8 @@ def field_docs() -> dict[str, str]:
 
 
 # Fields added after runs were saved without them, with the behaviour those runs had.
-FIELDS_ADDED_LATER: dict[str, Any] = {"standardize": False, "eval_render": False}
+FIELDS_ADDED_LATER: dict[str, Any] = {"standardize": False, "eval_render": False,
+                                      "stop_at_target": True}
 
 # ---------------------------------------------------------------------- presets
 PRESETS: dict[str, dict[str, Any]] = {

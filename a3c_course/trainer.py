@@ -399,7 +399,8 @@ class _Run:
 
     def _stop_reason(self) -> str | None:
         config = self.config
-        if (config.target_score is not None and self.confirmed_mean is not None
+        if (config.stop_at_target and config.target_score is not None
+                and self.confirmed_mean is not None
                 and self.confirmed_mean >= config.target_score):
             return "target"
         if self.steps() >= config.max_steps:

@@ -134,6 +134,7 @@ BAD_VALUES: list[tuple[str, object, str | None]] = [
     ("eval_interval_s", -1.0, None),
     ("eval_render", 1, None),
     ("standardize", "yes", None),
+    ("stop_at_target", 0, None),
     ("eval_nice", 20, None),
     ("eval_nice", -1, None),
     ("checkpoint_minutes", 0.0, None),
