@@ -207,6 +207,13 @@ class Config:
             raise ConfigError(f"unknown config field(s) {unknown}: allowed are {field_names()}")
         return dataclasses.replace(self, **changes)
 
+    def changes_from_preset(self) -> dict[str, Any]:
+        """The fields that shape learning and differ from the config's preset (labels for
+        results: budgets, seeds, the game and the model are left out)."""
+        base = make_config(self.preset).to_dict()
+        mine = self.to_dict()
+        return {k: v for k, v in mine.items() if k not in _NOT_A_VARIANT and base[k] != v}
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (tuples become lists)."""
         d = dataclasses.asdict(self)
@@ -252,6 +259,11 @@ def field_docs() -> dict[str, str]:
                 docs[node.target.id] = nxt.value.value.strip()  # type: ignore[attr-defined]
     return docs
 
+
+# Fields that say how long or on what a run trains, not how it learns.
+_NOT_A_VARIANT = {"env", "model", "num_workers", "seed", "max_steps", "max_minutes",
+                  "target_score", "repeat_action_probability", "preset", "checkpoint_minutes",
+                  "stop_at_target", "eval_render"}
 
 # Fields added after runs were saved without them, with the behaviour those runs had.
 FIELDS_ADDED_LATER: dict[str, Any] = {"standardize": False, "eval_render": False,

@@ -49,13 +49,10 @@ def footer(fig: plt.Figure, sources: str) -> None:
 
 def _overrides(r: dict[str, Any]) -> str:
     """The config fields a result changed from its preset, e.g. 'hidden_size=128'."""
-    from a3c_course.config import make_config
+    from a3c_course.config import Config
 
-    preset = make_config(r["preset"]).to_dict()
-    skip = {"env", "model", "num_workers", "seed", "max_steps", "max_minutes", "target_score",
-            "repeat_action_probability", "preset", "checkpoint_minutes"}
-    return ", ".join(f"{k}={v}" for k, v in r.get("config", {}).items()
-                     if k not in skip and preset.get(k) != v)
+    changes = Config.from_dict(r["config"]).changes_from_preset() if "config" in r else {}
+    return ", ".join(f"{k}={v}" for k, v in changes.items())
 
 
 def _label(r: dict[str, Any]) -> str:

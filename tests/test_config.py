@@ -279,3 +279,10 @@ def test_a_config_saved_before_standardize_existed_keeps_plain_frames() -> None:
     del old["standardize"]
     assert Config.from_dict(old).standardize is False
     assert Config.from_dict(Config().to_dict()).standardize is True  # today's default
+
+
+def test_changes_from_preset_names_only_what_shapes_learning() -> None:
+    assert make_config().changes_from_preset() == {}
+    changed = make_config(hidden_size=128, seed=3, max_minutes=5.0, standardize=False)
+    assert changed.changes_from_preset() == {"hidden_size": 128, "standardize": False}
+    assert make_config("seed", num_workers=2).changes_from_preset() == {}
