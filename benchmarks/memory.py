@@ -215,12 +215,16 @@ def main(argv: list[str] | None = None) -> int:
             # The fit covers warm-up to the end of the budget: after it the trainer stops its
             # children, and the falling memory of a shutdown is not the run's.
             warm = 60 * args.warmup_minutes
-            after = [s for s in samples if warm <= s[0] <= seconds]
+            # Only while the whole process tree runs: an attached run may end before the
+            # budget, and the falling memory of its shutdown is not growth.
+            steady = max(s[3] for s in samples)
+            last = max(s[0] for s in samples if s[3] == steady)
+            after = [s for s in samples if warm <= s[0] <= min(seconds, last)]
             rss_slope = slope_per_minute([(s[0], s[1]) for s in after])
             pss_slope = slope_per_minute([(s[0], s[2]) for s in after if s[2] is not None])
             result.update({
                 "warmup_minutes": args.warmup_minutes,
-                "fit_window_s": [warm, seconds],
+                "fit_window_s": [warm, min(seconds, last)],
                 "fit_samples": len(after),
                 "rss_after_warmup_first_mb": after[0][1] if after else None,
                 "rss_after_warmup_last_mb": after[-1][1] if after else None,
