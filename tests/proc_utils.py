@@ -62,6 +62,19 @@ def stderr_tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+def spawned_only(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes started by multiprocessing's spawn (workers, evaluator), leaving out its
+    resource tracker, which lives as long as its interpreter, not as long as a run."""
+    found = []
+    for proc in procs:
+        try:
+            if "spawn_main" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
 class Trainer:
     """`a3c train ... --run-dir RUN --no-progress` in the background, with its children watched."""
 
@@ -111,14 +124,7 @@ class Trainer:
 
     def spawned(self) -> list[psutil.Process]:
         """Workers and evaluator: the spawn children (not multiprocessing's resource tracker)."""
-        found = []
-        for proc in self.children():
-            try:
-                if "spawn_main" in " ".join(proc.cmdline()):
-                    found.append(proc)
-            except psutil.NoSuchProcess:
-                pass
-        return found
+        return spawned_only(self.children())
 
     def rows(self) -> list[dict[str, Any]]:
         return read_rows(self.run_dir)

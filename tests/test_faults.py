@@ -19,7 +19,14 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
-from proc_utils import Trainer, a3c_env, assert_all_gone, read_jsonl, read_rows
+from proc_utils import (
+    Trainer,
+    a3c_env,
+    assert_all_gone,
+    read_jsonl,
+    read_rows,
+    spawned_only,
+)
 
 from a3c_course.checkpoint import load_checkpoint
 
@@ -321,16 +328,8 @@ def test_interrupting_the_notebook_cell_stops_every_child(tmp_path: Path) -> Non
 
 
 def _training_children(kernel: psutil.Process) -> list[psutil.Process]:
-    """The kernel's spawned training processes. multiprocessing's resource tracker is left
-    out: one per interpreter, it lives as long as the kernel, not as long as a run."""
-    found = []
-    for proc in kernel.children(recursive=True):
-        try:
-            if "spawn_main" in " ".join(proc.cmdline()):
-                found.append(proc)
-        except psutil.NoSuchProcess:
-            pass
-    return found
+    """The kernel's spawned training processes (its resource tracker stays with the kernel)."""
+    return spawned_only(kernel.children(recursive=True))
 
 
 def _rows_or_empty(run_dir: Path) -> list[dict]:
