@@ -104,7 +104,7 @@ def run_and_sample(train_args: list[str], seconds: float) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"a3c train exited with {proc.returncode}:\n{err_tail}")
     summary = json.loads(out.strip().splitlines()[-1])
-    return {"train_command": shlex.join(cmd), "samples": samples, "train_summary": summary}
+    return {"train_command": _portable(cmd), "samples": samples, "train_summary": summary}
 
 
 def sample_attached(pid: int, seconds: float, interval: float) -> dict[str, Any]:
@@ -123,8 +123,16 @@ def sample_attached(pid: int, seconds: float, interval: float) -> dict[str, Any]
             samples.append((round(time.monotonic() - t0, 2), round(rss, 1),
                             None if pss is None else round(pss, 1), count))
         time.sleep(interval)
-    return {"train_command": shlex.join(cmd), "samples": samples, "train_summary": None,
+    return {"train_command": _portable(cmd), "samples": samples, "train_summary": None,
             "attached_pid": pid}
+
+
+def _portable(cmd: list[str]) -> str:
+    """The command as anyone would type it: no interpreter path of this machine."""
+    words = [Path(w).name if i == 0 else w for i, w in enumerate(cmd)]
+    if len(words) > 1 and words[0].startswith("python") and words[1].endswith("/a3c"):
+        words = ["a3c", *words[2:]]
+    return shlex.join(words)
 
 
 def _thin(samples: list[Any], keep: int) -> list[Any]:

@@ -26,7 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-# From /work/shared/anchors.md (deterministic Pong, 2 cores): the public PyTorch A3C.
+# From ../shared/anchors.md (deterministic Pong, 2 cores): the public PyTorch A3C.
 ANCHOR_MINUTES = 45.0
 ANCHOR_STEPS_PER_S = 1200.0
 GOAL_MINUTES = {"deterministic": 25.0, "sticky": 40.0}
