@@ -17,7 +17,6 @@ import json
 import multiprocessing as mp
 import os
 import queue
-import shutil
 import signal
 import threading
 import time
@@ -470,8 +469,3 @@ class _Run:
         if self.pending and self.on_rows is not None:
             self.on_rows(self.pending)
         self.pending = []
-
-
-def remove_run(run_dir: str | Path) -> None:
-    """Delete a run directory (notebooks use it to start clean)."""
-    shutil.rmtree(run_dir, ignore_errors=True)
