@@ -125,3 +125,10 @@ def protocol(config: Any) -> str:
     if not config.env_id.startswith("ALE/"):
         return "classic"
     return "deterministic" if config.repeat_action_probability == 0 else "sticky"
+
+
+def add_run_args(parser: Any) -> None:
+    """--preset, --model and --env, as every benchmark that starts training takes them."""
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--model", default="gru", choices=["gru", "stack"])
+    parser.add_argument("--env", default="pong")

@@ -145,9 +145,7 @@ def _thin(samples: list[Any], keep: int) -> list[Any]:
 def main(argv: list[str] | None = None) -> int:
     test = a3c_course.TEST_MODE
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", default="default")
-    p.add_argument("--model", default="gru", choices=["gru", "stack"])
-    p.add_argument("--env", default="pong")
+    common.add_run_args(p)
     p.add_argument("--workers", type=int, nargs="+", default=[2, 8],
                    help="worker counts, one run (and one file) each")
     p.add_argument("--seconds", type=float, default=15.0 if test else 60.0,

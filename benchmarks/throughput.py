@@ -196,9 +196,7 @@ def measure_trainer(config: Config, warmup: float, seconds: float) -> dict[str, 
 def main(argv: list[str] | None = None) -> int:
     test = a3c_course.TEST_MODE
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", default="default")
-    p.add_argument("--model", default="gru", choices=["gru", "stack"])
-    p.add_argument("--env", default="pong")
+    common.add_run_args(p)
     p.add_argument("--workers", type=int, default=None,
                    help="processes (default: the preset's, which is one per core for default)")
     p.add_argument("--seconds", type=float, default=10.0 if test else 60.0,

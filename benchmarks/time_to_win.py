@@ -147,10 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--summarise", type=Path, nargs="+", metavar="RUN_DIR",
                    help="only summarise these existing run directories")
-    p.add_argument("--env", default="pong")
+    common.add_run_args(p)
     p.add_argument("--target-score", type=float, default=18.0)
-    p.add_argument("--preset", default="default")
-    p.add_argument("--model", default="gru", choices=["gru", "stack"])
     p.add_argument("--seed", type=int, nargs="+", default=[1], help="one run per seed")
     p.add_argument("--repeat-action-probability", type=float, default=0.0,
                    help="0 = deterministic (default here), 0.25 = sticky actions (ALE v5)")
