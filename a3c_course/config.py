@@ -119,6 +119,8 @@ class Config:
     """show the evaluator's games in a window, as the seed did (needs a display)"""
     eval_nice: int = 10
     """scheduling niceness of the evaluator, so it yields CPU to the workers"""
+    confirm_pause: bool = True
+    """workers wait while the evaluator confirms the target (seconds instead of minutes)"""
     checkpoint_minutes: float = 5.0
     """minutes between two checkpoints (one is always written at the end)"""
     seed: int = 0
@@ -267,7 +269,7 @@ _NOT_A_VARIANT = {"env", "model", "num_workers", "seed", "max_steps", "max_minut
 
 # Fields added after runs were saved without them, with the behaviour those runs had.
 FIELDS_ADDED_LATER: dict[str, Any] = {"standardize": False, "eval_render": False,
-                                      "stop_at_target": True}
+                                      "stop_at_target": True, "confirm_pause": False}
 
 # ---------------------------------------------------------------------- presets
 PRESETS: dict[str, dict[str, Any]] = {

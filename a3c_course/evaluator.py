@@ -3,7 +3,8 @@
 The evaluator process takes the most probable action (argmax, no sampling), reports the real
 game score of every episode, and reloads the shared weights after each one to follow
 training. When an episode reaches the target score it confirms it: `eval_episodes` fresh
-episodes with the same frozen weights, whose mean decides whether the run is done.
+episodes with the same frozen weights, whose mean decides whether the run is done. While it
+confirms, the workers wait (`confirm_pause`): the confirmation then has the cores to itself.
 """
 
 from __future__ import annotations
@@ -84,19 +85,27 @@ def evaluator_process(config: Config, shared: SharedState, parent_pid: int, seed
             break
         shared.events.put(("eval", score, length, steps_at_load))
         if config.target_score is not None and score >= config.target_score:
-            # CONFIRM: the same frozen weights, fresh episodes, the mean decides.
+            # CONFIRM: the same frozen weights, fresh episodes, the mean decides. The workers
+            # wait meanwhile (confirm_pause), so this takes seconds, not minutes at nice 10.
             scores = []
-            for _ in range(config.eval_episodes):
-                scores.append(play_episode(model, env, seed=seed + episode,
-                                           should_stop=should_stop)[0])
-                episode += 1
-                if should_stop():
-                    break
+            steps_before = int(shared.steps.sum())
+            if config.confirm_pause:
+                shared.pause.set()
+            try:
+                for _ in range(config.eval_episodes):
+                    scores.append(play_episode(model, env, seed=seed + episode,
+                                               should_stop=should_stop)[0])
+                    episode += 1
+                    if should_stop():
+                        break
+            finally:
+                shared.pause.clear()
+            steps_during = int(shared.steps.sum()) - steps_before
             if len(scores) == config.eval_episodes:
                 # The weights travel along: the trainer keeps the best confirmed agent, since
                 # the shared weights go on changing after this.
                 weights = {k: v.clone() for k, v in model.state_dict().items()}
-                shared.events.put(("confirm", scores, steps_at_load, weights))
+                shared.events.put(("confirm", scores, steps_at_load, weights, steps_during))
         if config.eval_interval_s:
             shared.stop.wait(config.eval_interval_s)
     env.close()

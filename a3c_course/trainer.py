@@ -41,7 +41,7 @@ from .envs import env_spaces
 from .evaluator import evaluator_process
 from .models import build_model
 from .shared_adam import SharedAdam
-from .worker import EXIT_DIVERGED, SharedState, StopFlag, child_seed, train_worker
+from .worker import EXIT_DIVERGED, SharedFlag, SharedState, child_seed, train_worker
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "best.pt")
 POLL_S = 0.25  # how often the trainer looks at its children and the event queue
@@ -259,7 +259,8 @@ class _Run:
             steps=torch.zeros(workers, dtype=torch.int64).share_memory_(),
             updates=torch.zeros(workers, dtype=torch.int64).share_memory_(),
             nonfinite=torch.zeros(workers, dtype=torch.int64).share_memory_(),
-            stop=StopFlag(),
+            stop=SharedFlag(),
+            pause=SharedFlag(),
             events=self.ctx.Queue(),
         )
         self.children: dict[str, mp.process.BaseProcess] = {}
@@ -297,6 +298,8 @@ class _Run:
                 continue
             code = proc.exitcode
             proc.join()
+            if name == "evaluator":
+                self.shared.pause.clear()  # a dead evaluator must not leave the workers waiting
             if code == EXIT_DIVERGED:
                 self._drain()  # the worker's own message is on the queue
                 raise TrainingError(f"{name} stopped: the model diverged (non-finite gradients)")
@@ -366,13 +369,14 @@ class _Run:
                 self._row("eval", steps=self.base_steps + steps_at_load, eval_return=score,
                           eval_length=length)
             elif kind == "confirm":
-                _, scores, steps_at_load, weights = event
+                _, scores, steps_at_load, weights, steps_during = event
                 mean = sum(scores) / len(scores)
                 if self.confirmed_mean is None or mean > self.confirmed_mean:
                     self.confirmed_mean = mean
                     self._save_best(weights, mean, self.base_steps + steps_at_load)
                 self._row("eval_confirm", steps=self.base_steps + steps_at_load,
-                          eval_return=mean, eval_returns=scores)
+                          eval_return=mean, eval_returns=scores,
+                          worker_steps_during=steps_during)
             elif kind == "fatal" and not stopping:
                 raise TrainingError(event[2])
 

@@ -30,8 +30,8 @@ MAX_NONFINITE_IN_A_ROW = 50
 EXIT_DIVERGED = 3
 
 
-class StopFlag:
-    """A stop signal in shared memory, read without any lock.
+class SharedFlag:
+    """A flag in shared memory (stop, pause), read without any lock.
 
     multiprocessing.Event takes a lock on every ``is_set()``; a worker killed (SIGKILL, the
     out-of-memory killer) while holding it would block every other process for good. One
@@ -43,6 +43,9 @@ class StopFlag:
 
     def set(self) -> None:
         self._flag[0] = 1
+
+    def clear(self) -> None:
+        self._flag[0] = 0
 
     def is_set(self) -> bool:
         return bool(self._flag[0])
@@ -64,7 +67,8 @@ class SharedState:
     steps: torch.Tensor  # int64 [num_workers]: agent steps per worker; one writer per slot
     updates: torch.Tensor  # int64 [num_workers]: applied updates per worker
     nonfinite: torch.Tensor  # int64 [num_workers]: updates skipped for a non-finite gradient
-    stop: StopFlag  # set by the trainer to end every child
+    stop: SharedFlag  # set by the trainer to end every child
+    pause: SharedFlag  # set by the evaluator while it confirms the target (workers wait)
     events: Any  # multiprocessing Queue: episodes, evaluations, fatal errors -> trainer
 
 
@@ -120,6 +124,11 @@ def train_worker(index: int, config: Config, shared: SharedState, parent_pid: in
     nonfinite_in_a_row = 0
 
     while not shared.stop.is_set() and parent_alive(parent_pid):
+        # WAIT while the evaluator confirms the target: it then has the cores, and the
+        # confirmation takes seconds instead of minutes at its nice-10 share.
+        while shared.pause.is_set() and not shared.stop.is_set() and parent_alive(parent_pid):
+            time.sleep(0.02)
+
         # SYNC: start every rollout from the shared weights.
         copy_weights(model, shared.model)
         start_state = state

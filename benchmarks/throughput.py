@@ -64,6 +64,7 @@ def limit_child(index: int, config: Config, seed: int, conn: Any) -> None:
         updates=torch.zeros(workers, dtype=torch.int64),
         nonfinite=torch.zeros(workers, dtype=torch.int64),
         stop=threading.Event(),
+        pause=threading.Event(),  # never set: the limit has no evaluator
         events=_DropEvents(),
     )
     samples: list[tuple[float, int]] = []

@@ -76,15 +76,19 @@ def test_gradients_are_clipped_before_the_hand_over(pong_frame: np.ndarray) -> N
     assert float(norm) == pytest.approx(0.5, rel=1e-4)
 
 
-def test_stop_flag_is_shared_and_wakes_a_waiter() -> None:
+def test_shared_flag_is_shared_clears_and_wakes_a_waiter() -> None:
     import threading
     import time
 
-    from a3c_course.worker import StopFlag
+    from a3c_course.worker import SharedFlag
 
-    flag = StopFlag()
+    flag = SharedFlag()
     assert not flag.is_set() and flag._flag.is_shared()
     assert flag.wait(0.05) is False
+    flag.set()
+    assert flag.is_set()
+    flag.clear()
+    assert not flag.is_set()
     threading.Timer(0.2, flag.set).start()
     started = time.monotonic()
     assert flag.wait(10) is True
