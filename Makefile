@@ -23,11 +23,11 @@ train: $(STAMP)
 
 # Unit, integration and notebook tests (notebooks run in test mode: A3C_TEST_MODE=1).
 test: $(STAMP)
-	$(BIN)/ruff check a3c_course tests benchmarks
+	$(BIN)/ruff check .
 	A3C_TEST_MODE=1 $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider
 
 lint: $(STAMP)
-	$(BIN)/ruff check a3c_course tests benchmarks
+	$(BIN)/ruff check .
 
 # Re-execute every notebook in place (full budgets), so the committed outputs are fresh.
 notebooks: $(STAMP)
