@@ -265,7 +265,7 @@ def field_docs() -> dict[str, str]:
 # Fields that say how long or on what a run trains, not how it learns.
 _NOT_A_VARIANT = {"env", "model", "num_workers", "seed", "max_steps", "max_minutes",
                   "target_score", "repeat_action_probability", "preset", "checkpoint_minutes",
-                  "stop_at_target", "eval_render"}
+                  "stop_at_target", "eval_render", "confirm_pause"}
 
 # Fields added after runs were saved without them, with the behaviour those runs had.
 FIELDS_ADDED_LATER: dict[str, Any] = {"standardize": False, "eval_render": False,

@@ -5,7 +5,9 @@ Reads benchmarks/results/*.json and draws
 - images/score_vs_minutes.png: the greedy evaluation score (running mean of 10 episodes)
   against wall-clock minutes for every time_to_win result, with the +18 target line;
 - images/throughput.png: limit and trainer steps/s for every throughput result, with the
-  ratio trainer/limit.
+  ratio trainer/limit;
+- images/gru_vs_stack.png: the seed's question, GRU against 4-frame stack: the runs of the
+  default preset as is (deterministic Pong), score against minutes and against agent steps.
 
 Every figure carries a footer naming the command that made it and the files it read.
 
@@ -106,6 +108,47 @@ def plot_scores(runs: list[tuple[Path, dict[str, Any]]], out: Path, sources: str
     return out
 
 
+def comparison_runs(runs: list[tuple[Path, dict[str, Any]]], protocol: str = "deterministic"
+                    ) -> list[tuple[Path, dict[str, Any]]]:
+    """The GRU-vs-stack runs: default preset with nothing changed but model and seed."""
+    return [(path, r) for path, r in runs
+            if r["preset"] == "default" and r["protocol"] == protocol and not _overrides(r)]
+
+
+def plot_gru_vs_stack(runs: list[tuple[Path, dict[str, Any]]], out: Path, sources: str) -> Path:
+    """Two panels, score against minutes and against agent steps; colour = model."""
+    colours = {"gru": "tab:blue", "stack": "tab:orange"}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    for _, r in runs:
+        seeds = sorted({q["seed"] for _, q in runs if q["model"] == r["model"]})
+        style = ["-", "--", ":", "-."][seeds.index(r["seed"]) % 4]
+        label = f"{r['model']} seed {r['seed']}"
+        curve = r["eval_curve"]
+        for ax, column, scale in ((axes[0], 0, 1 / 60), (axes[1], 1, 1e-6)):
+            xs = [row[column] * scale for row in curve]
+            ax.plot(xs, [row[3] for row in curve], style, color=colours[r["model"]], lw=1.5,
+                    label=label)
+            if r["reached"]:
+                x = r["minutes"] if column == 0 else r["steps"] * scale
+                ax.plot(x, r["confirmed_mean"], "*", ms=12, color=colours[r["model"]],
+                        markeredgecolor="black")
+    target = runs[0][1]["target_score"]
+    for ax, xlabel in ((axes[0], "wall-clock minutes"), (axes[1], "agent steps (millions)")):
+        ax.axhline(target, color="black", lw=1, ls=":")
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        ax.set_ylim(-21.8, 21.8)
+    axes[0].set_ylabel("greedy score (running mean of 10 episodes)")
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.suptitle("GRU (1 frame + GRUCell) against a 4-frame stack: deterministic Pong, default "
+                 "preset, 2 cores (* = +18 confirmed)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    footer(fig, sources)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def plot_throughput(results: list[tuple[Path, dict[str, Any]]], out: Path, sources: str
                     ) -> Path:
     """Limit and trainer steps/s side by side, the ratio above each pair."""
@@ -163,6 +206,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(runs)} runs -> {path}")
     else:
         print(f"no time_to_win results for {args.env} in {args.results}", file=sys.stderr)
+
+    pairs = comparison_runs([(p, r) for p, r in runs if r["env"] == "ALE/Pong-v5"])
+    if {r["model"] for _, r in pairs} == {"gru", "stack"}:
+        path = plot_gru_vs_stack(pairs, args.out / "gru_vs_stack.png",
+                                 f"{shown}/time_to_win-*.json (default preset, deterministic)")
+        print(f"{len(pairs)} runs -> {path}")
+    else:
+        print("gru_vs_stack.png needs deterministic default-preset runs of both models",
+              file=sys.stderr)
 
     rates = load(args.results, "throughput")
     if rates:
