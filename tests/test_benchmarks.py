@@ -1,0 +1,87 @@
+"""The benchmark scripts, each run for a few seconds in a subprocess (CleanRL-style smoke tests).
+
+They assert what the scripts write (result JSON with provenance, figures), never a speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "benchmarks"
+
+
+def _bench(script: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "A3C_TEST_MODE": "1"}
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _provenance_ok(result: dict) -> None:
+    assert result["command"].startswith("python benchmarks/")
+    assert result["machine"]["cores"] >= 1 and result["date"]
+
+
+def test_time_to_win_runs_and_summarises_a_short_run(tmp_path: Path) -> None:
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    _bench("time_to_win.py", "--env", "CartPole-v1", "--workers", "1", "--minutes", "0.3",
+           "--target-score", "100000", "--set", "eval_nice=0", "--runs-dir", str(runs),
+           "--out", str(out), "--name", "cp")
+    result = json.loads((out / "time_to_win-cp.json").read_text())
+    _provenance_ok(result)
+    assert result["reached"] is False and result["target_score"] == 100000
+    assert result["finished"] and result["stop_reason"] == "minutes"
+    assert 0 < len(result["eval_curve"]) <= min(result["evaluations"], 400)  # thinned
+    assert result["train_command"].startswith("a3c train --env CartPole-v1")
+    # Summarising the same directory again gives the same figures.
+    _bench("time_to_win.py", "--summarise", str(runs / "cp"), "--out", str(out), "--name", "again")
+    again = json.loads((out / "time_to_win-again.json").read_text())
+    assert again["eval_curve"] == result["eval_curve"]
+    assert again["end_steps"] == result["end_steps"]
+
+
+def test_time_to_win_without_a_target_reports_a_score_curve(tmp_path: Path) -> None:
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    proc = _bench("time_to_win.py", "--env", "CartPole-v1", "--workers", "1", "--minutes",
+                  "0.2", "--set", "eval_nice=0", "--runs-dir", str(runs), "--out", str(out),
+                  "--name", "free")
+    result = json.loads((out / "time_to_win-free.json").read_text())
+    assert result["target_score"] is None and result["reached"] is False
+    assert result["confirmations"] == 0 and result["best_eval"] is not None
+    assert "no target" in proc.stdout
+
+
+def test_plot_draws_every_figure_from_result_files(tmp_path: Path) -> None:
+    results, images = tmp_path / "results", tmp_path / "images"
+    results.mkdir()
+    committed = sorted((BENCH / "results").glob("*.json"))
+    for path in committed:
+        (results / path.name).write_text(path.read_text())
+    # A stack twin of a committed GRU run, so the GRU-vs-stack figure has both models.
+    gru = json.loads((BENCH / "results" / "time_to_win-pong-det-std-s1.json").read_text())
+    gru["model"] = gru["config"]["model"] = "stack"
+    (results / "time_to_win-twin.json").write_text(json.dumps(gru))
+    proc = _bench("plot.py", "--results", str(results), "--out", str(images))
+    for name in ("score_vs_minutes.png", "throughput.png", "gru_vs_stack.png"):
+        png = images / name
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", proc.stdout
+
+
+@pytest.mark.parametrize("model", ["gru", "stack"])
+def test_throughput_measures_limit_and_trainer(tmp_path: Path, model: str) -> None:
+    _bench("throughput.py", "--model", model, "--workers", "1", "--seconds", "3", "--warmup",
+           "2", "--out", str(tmp_path), "--name", "t")
+    result = json.loads((tmp_path / "t.json").read_text())
+    _provenance_ok(result)
+    assert result["model"] == model and result["workers"] == 1
+    assert result["limit_steps_per_s"] > 0 and result["trainer_steps_per_s"] > 0
+    assert result["ratio"] == pytest.approx(
+        result["trainer_steps_per_s"] / result["limit_steps_per_s"], abs=0.01)
