@@ -27,8 +27,8 @@ from a3c_course.evaluator import evaluate_model
 from a3c_course.trainer import read_metrics
 from a3c_course.video import record_video
 
-# Training seeds are small (seed + 1000 * worker + 100000 * resume); the trainer's evaluator
-# starts at seed + 7777777. Shipping evaluations start far from both.
+# Training and the trainer's evaluator seed their games with 32-bit values drawn by
+# child_seed (numpy's SeedSequence); shipping evaluations use their own consecutive seeds.
 EVAL_SEED = 20_000_000
 
 
