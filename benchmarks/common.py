@@ -31,6 +31,14 @@ def command_line() -> str:
     return shlex.join(["python", *argv])
 
 
+def repo_relative(path: Path | str) -> str:
+    """`path` relative to the repository when it lies inside it (results name no machine)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def machine() -> dict[str, Any]:
     """Cores, CPU model, memory and load: a number means little without the machine."""
     model = platform.processor() or platform.machine()

@@ -95,7 +95,7 @@ def summarise(run_dir: Path, target: float | None = None) -> dict[str, Any]:
     running = [sum(w) / len(w) for w in windows]
     keep = _thin(len(evals), MAX_CURVE_POINTS)
     result: dict[str, Any] = {
-        "run_dir": str(run_dir),
+        "run_dir": common.repo_relative(run_dir),
         "env": config.env_id,
         "preset": config.preset,
         "model": config.model,
@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             status = status or 1
         result = {"benchmark": "time_to_win", **header,
-                  "train_command": shlex.join(["a3c", *train]), "train_exit_code": code,
+                  "train_command": shlex.join(["a3c", *train]).replace(str(common.REPO) + "/", ""),
+                  "train_exit_code": code,
                   **summarise(run_dir, target)}
         _report(common.write_json(out_dir / f"time_to_win-{name}.json", result), result)
         if status == 130:
