@@ -129,6 +129,8 @@ def summarise(run_dir: Path, target: float | None = None) -> dict[str, Any]:
         "mean_steps_per_s": round(end["steps"] / end["time_s"], 1) if end["time_s"] else None,
         "worker_restarts": sum(r["event"] == "worker_restart" for r in rows),
         "resumed": any(r["event"] == "resume" for r in rows),
+        # The commands that started and resumed the run, as its metrics recorded them.
+        "run_commands": [r.get("command") for r in starts],
         "reproduce_command": reproduce_command(config),
         "eval_curve_columns": ["time_s", "steps", "eval_return", f"mean{MEAN_OF}"],
         "eval_curve": [[evals[i]["time_s"], evals[i]["steps"], evals[i]["eval_return"],
