@@ -130,6 +130,9 @@ def plot_gru_vs_stack(runs: list[tuple[Path, dict[str, Any]]], out: Path, source
                     label=label)
             if r["reached"]:
                 x = r["minutes"] if column == 0 else r["steps"] * scale
+                if xs:  # the running mean lags the confirmation: join them with a thin line
+                    ax.plot([xs[-1], x], [curve[-1][3], r["confirmed_mean"]], ":", lw=0.8,
+                            color=colours[r["model"]])
                 ax.plot(x, r["confirmed_mean"], "*", ms=12, color=colours[r["model"]],
                         markeredgecolor="black")
     target = runs[0][1]["target_score"]
