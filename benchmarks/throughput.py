@@ -158,8 +158,10 @@ def measure_trainer(config: Config, warmup: float, seconds: float) -> dict[str, 
 
     # Warm-up counts from the first row with steps > 0 (the first finished episode), as close
     # as the metrics get to "all workers are stepping", the limit's start signal. The run is
-    # stopped (as by Ctrl-C) at the first progress row after warm-up + seconds.
+    # stopped (as by Ctrl-C) at the first progress row after warm-up + seconds, once the window
+    # holds two progress rows (its two ends: rows come every 10 s, a short window may hold one).
     first: list[float] = []
+    in_window = [0]
     done = [False]
 
     def on_rows(rows: list[dict[str, Any]]) -> None:
@@ -168,7 +170,9 @@ def measure_trainer(config: Config, warmup: float, seconds: float) -> dict[str, 
         for row in rows:
             if not first and row["steps"] > 0:
                 first.append(row["time_s"])
-            if (first and row["event"] == "progress"
+            if first and row["event"] == "progress" and row["time_s"] >= first[0] + warmup:
+                in_window[0] += 1
+            if (in_window[0] >= 2 and row["event"] == "progress"
                     and row["time_s"] >= first[0] + warmup + seconds):
                 done[0] = True
                 raise _WindowDone()
