@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         train = ["train", "--env", args.env, "--preset", args.preset, "--model", args.model,
                  "--seed", str(seed),
                  "--repeat-action-probability", f"{args.repeat_action_probability:g}",
-                 "--minutes", f"{args.minutes:g}", "--run-dir", str(run_dir), "--no-progress"]
+                 "--minutes", f"{args.minutes:g}", "--run-dir", common.repo_relative(run_dir),
+                 "--no-progress"]
         target = args.target_score
         if target is None and config.env_id == "ALE/Pong-v5":
             target = 18.0
@@ -216,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         log_path = run_dir.parent / f"{name}.log"
         print(f"{name}: a3c {shlex.join(train)} (log: {log_path})", file=sys.stderr, flush=True)
         with open(log_path, "w") as log:
+            # From the repo root, so the run dir (and the command the run records) is relative.
             proc = subprocess.Popen([sys.executable, "-m", "a3c_course", *train],
-                                    stdout=log, stderr=subprocess.STDOUT)
+                                    stdout=log, stderr=subprocess.STDOUT, cwd=common.REPO)
             try:
                 code = proc.wait()
             except KeyboardInterrupt:  # Ctrl-C reached the trainer too: it stops cleanly
@@ -232,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             status = status or 1
         result = {"benchmark": "time_to_win", **header,
-                  "train_command": shlex.join(["a3c", *train]).replace(str(common.REPO) + "/", ""),
+                  "train_command": shlex.join(["a3c", *train]),
                   "train_exit_code": code,
                   **summarise(run_dir, target)}
         _report(common.write_json(out_dir / f"time_to_win-{name}.json", result), result)
