@@ -50,6 +50,13 @@ def _thin(n: int, keep: int) -> list[int]:
     return sorted({round(i * step) for i in range(keep)})
 
 
+def default_target(config: Config, target: float | None) -> float | None:
+    """`target`, or +18 on Pong ("always wins"); other games without one: a score curve only."""
+    if target is None and config.env_id == "ALE/Pong-v5":
+        return 18.0
+    return target
+
+
 def reproduce_command(config: Config) -> str:
     """An `a3c train` command that makes a run with this config (fields off the preset as
     --set), for runs summarised without the command that made them."""
@@ -73,9 +80,7 @@ def summarise(run_dir: Path, target: float | None = None) -> dict[str, Any]:
     """The time-to-win figures and the eval curve of one run directory."""
     config = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
     rows = read_metrics(run_dir)
-    target = target if target is not None else config.target_score
-    if target is None and config.env_id == "ALE/Pong-v5":
-        target = 18.0  # Pong's "always wins"; other games without a target: a score curve only
+    target = default_target(config, target if target is not None else config.target_score)
     starts = [r for r in rows if r["event"] in ("start", "resume")]
     workers = starts[0].get("workers") if starts else None
     # (time, steps) of the trainer's own rows; eval rows carry the steps at which the
@@ -202,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                  "--repeat-action-probability", f"{args.repeat_action_probability:g}",
                  "--minutes", f"{args.minutes:g}", "--run-dir", common.repo_relative(run_dir),
                  "--no-progress"]
-        target = args.target_score
-        if target is None and config.env_id == "ALE/Pong-v5":
-            target = 18.0
+        target = default_target(config, args.target_score)
         if target is not None:
             train += ["--target-score", f"{target:g}"]
         if args.workers is not None:
