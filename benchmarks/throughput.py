@@ -4,7 +4,7 @@ Two measurements of agent steps per second, one after the other, with the same c
 
 - the LIMIT: ``workers`` spawned processes, each running the library's own worker loop
   (:func:`a3c_course.worker.train_worker`) on private objects only: a private model and a
-  private ``torch.optim.Adam``, a plain ``threading.Event`` as stop flag and an event sink that
+  private ``SharedAdam`` (the same arithmetic; no other process sees it), a plain ``threading.Event`` as stop flag and an event sink that
   drops everything. No shared memory, no trainer, no evaluator: the real loop minus sharing.
 - the TRAINER: :func:`a3c_course.trainer.train` itself (shared model, shared Adam, evaluator,
   event queue, metrics), read from its ``progress`` rows.
@@ -54,12 +54,12 @@ def limit_child(index: int, config: Config, seed: int, conn: Any) -> None:
 
     obs_shape, n_actions = env_spaces(config)
     central = build_model(config, n_actions, obs_shape)
-    # The same Adam the trainer uses (torch's, single-tensor path), but private to this process.
-    optimizer = torch.optim.Adam(central.parameters(), lr=config.lr, foreach=False)
+    # The trainer's own Adam class, but created here: no other process ever sees its state.
+    optimizer = SharedAdam(central.parameters(), lr=config.lr)
     workers = config.workers
     shared = SharedState(
         model=central,
-        optimizer=optimizer,  # type: ignore[arg-type]
+        optimizer=optimizer,
         steps=torch.zeros(workers, dtype=torch.int64),
         updates=torch.zeros(workers, dtype=torch.int64),
         nonfinite=torch.zeros(workers, dtype=torch.int64),

@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 import torch
 from torch import multiprocessing as mp
 from torch import nn
 
-from a3c_course.shared_adam import SharedAdam
+from a3c_course.shared_adam import SharedAdam, moment_bound
 
 LR = 0.1
 
@@ -69,6 +70,65 @@ def test_one_step_equals_torch_adam() -> None:
         for key in ("step", "exp_avg", "exp_avg_sq"):
             torch.testing.assert_close(optimizer.state[p][key], ref_opt.state[r][key])
     assert moved
+
+
+def test_many_steps_with_weight_decay_equal_torch_adam() -> None:
+    model = _model()
+    steps = [_grads(model, seed) for seed in range(1, 6)]
+    ref = copy.deepcopy(model)
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=LR, weight_decay=0.01)
+    optimizer = SharedAdam(model.parameters(), lr=LR, weight_decay=0.01)
+    for grads in steps:
+        _set_grads(ref, grads)
+        ref_opt.step()
+        _set_grads(model, grads)
+        optimizer.step()
+    for p, r in zip(model.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p, r)
+        assert float(optimizer.state[p]["step"]) == len(steps)
+
+
+def test_a_parameter_without_gradient_is_left_alone() -> None:
+    model = _model()
+    optimizer = SharedAdam(model.parameters(), lr=LR)
+    first, *rest = list(model.parameters())
+    before = first.detach().clone()
+    for p, g in zip(rest, _grads(model, 1)[1:], strict=True):
+        p.grad = g
+    optimizer.step()
+    assert torch.equal(first, before) and float(optimizer.state[first]["step"]) == 0.0
+
+
+def test_a_moment_broken_by_a_race_is_repaired_not_divided_by_eps() -> None:
+    # What an unlocked write can leave behind: a first moment whose gradient the second
+    # moment lost, on an element whose gradient is now zero. torch's Adam steps m / eps.
+    model = _model()
+    optimizer = SharedAdam(model.parameters(), lr=LR)
+    ref = copy.deepcopy(model)
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=LR, foreach=False)
+    for opt, net in ((optimizer, model), (ref_opt, ref)):
+        for p in net.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step()  # torch's lazy state now exists; both have taken one (zero) step
+        for p in net.parameters():
+            opt.state[p]["exp_avg"].fill_(1e-3)
+            opt.state[p]["exp_avg_sq"].zero_()
+    before = [p.detach().clone() for p in model.parameters()]
+    ref_before = [p.detach().clone() for p in ref.parameters()]
+    optimizer.step()
+    ref_opt.step()
+    cap = moment_bound(0.9, 0.999) ** 0.5 * LR
+    for p, p0 in zip(model.parameters(), before, strict=True):
+        assert 0 < float((p - p0).detach().abs().max()) <= cap
+        # the repaired second moment went back to shared memory
+        assert float(optimizer.state[p]["exp_avg_sq"].min()) > 0
+    assert max(float((p - p0).abs().max())
+               for p, p0 in zip(ref.parameters(), ref_before, strict=True)) > 1000 * cap
+
+
+def test_betas_without_a_bound_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"betas=\(0.99, 0.9\)"):
+        SharedAdam(_model().parameters(), betas=(0.99, 0.9))
 
 
 def test_load_state_dict_keeps_the_state_shared() -> None:

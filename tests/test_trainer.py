@@ -16,6 +16,7 @@ from proc_utils import Trainer, assert_all_gone, read_rows, run_a3c
 from a3c_course.checkpoint import Checkpoint, load_checkpoint
 from a3c_course.config import Config, make_config
 from a3c_course.models import build_model
+from a3c_course.shared_adam import moment_bound
 
 PONG_ACTIONS = 6
 NUM_STEPS = 20  # the default rollout length: one update per 20 agent steps
@@ -120,11 +121,9 @@ def test_pong_run_changed_every_shared_weight(pong_run: tuple[Path, dict[str, An
     initial = _initial_model(checkpoint).state_dict()
     change = _max_change(checkpoint.model_state, initial)
     assert all(c > 0 for c in change.values()), change
-    # One Adam step moves a weight by at most ~3 lr; Hogwild's unlocked updates of the shared
-    # moments can lose a large gradient's second-moment update and so exceed that now and then
-    # (seen: 10.4 lr per update on average over one short run). 50 lr per update still rules
-    # out an explosion.
-    bound = 50 * checkpoint.config.lr * checkpoint.counters["updates"]
+    # SharedAdam moves a weight by at most sqrt(K) lr per update, even when Hogwild's unlocked
+    # writes race (torch's own Adam, shared the same way, was seen at 240 lr per update).
+    bound = moment_bound(0.9, 0.999) ** 0.5 * checkpoint.config.lr * checkpoint.counters["updates"]
     assert max(change.values()) < bound, change
     assert all(torch.isfinite(t).all() for t in checkpoint.model_state.values())
 
