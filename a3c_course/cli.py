@@ -72,6 +72,17 @@ def _number(text: str) -> float:
     return value
 
 
+def _ray_address(text: str) -> str:
+    if text == "auto":
+        return text
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not allowed: give HOST:PORT of a Ray head node (port 1 to 65535), "
+            "or 'auto'")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="a3c", description="Hogwild A3C on Atari Pong and SpaceInvaders.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -101,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--render", action="store_true",
                    help="show the greedy evaluator's games in a window (needs a display)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local: worker processes on this machine (default); ray: Ray actors "
+                   "around a parameter server (pip install 'a3c-course[ray]')")
+    t.add_argument("--address", type=_ray_address, metavar="HOST:PORT|auto",
+                   help="with --backend ray: join this Ray cluster (default: start a local "
+                   "Ray instance on 127.0.0.1)")
 
     e = sub.add_parser("evaluate", help="play a checkpoint greedily and report real scores")
     e.add_argument("checkpoint", help="checkpoint file, or pretrained:NAME")
@@ -161,11 +178,16 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def cmd_train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     from .trainer import TrainingError, train
 
+    if args.backend == "ray":
+        from .ray_backend import require_ray
+
+        require_ray()  # before anything is loaded or written
     config = config_from_args(args)
     try:
         result = train(config, args.run_dir, resume=args.resume, overwrite=args.overwrite,
                        progress=not args.no_progress,
-                       command=shlex.join(["a3c", *(sys.argv[1:] if argv is None else argv)]))
+                       command=shlex.join(["a3c", *(sys.argv[1:] if argv is None else argv)]),
+                       backend=args.backend, address=args.address)
     except TrainingError as e:
         print(f"a3c: training stopped: {e}", file=sys.stderr)
         return 1
@@ -218,7 +240,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)  # before importing torch: bad flags fail fast
+    parser = build_parser()
+    args = parser.parse_args(argv)  # before importing torch: bad flags fail fast
+    if args.command == "train" and args.address is not None and args.backend != "ray":
+        parser.error(f"--address {args.address} needs --backend ray (the local backend runs "
+                     "on this machine)")
     from .checkpoint import CheckpointError
     from .trainer import RunDirError
 

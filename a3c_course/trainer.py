@@ -7,6 +7,9 @@ run directory:
   and ``steps``; evaluation rows have ``eval_return``
 - ``checkpoint.pt`` model, shared Adam state and counters, replaced atomically
 - ``best.pt``       the agent whose confirmed greedy mean was best (when a target is set)
+
+The children are processes on this machine (``backend="local"``) or actors on a Ray cluster
+(``backend="ray"``, :mod:`a3c_course.ray_backend`); everything above is the same for both.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +53,7 @@ PROGRESS_ROW_S = 10.0  # how often a throughput row goes to metrics.jsonl
 MAX_RESTARTS = 5  # a child that dies this many times ...
 RESTART_WINDOW_S = 60.0  # ... within this many seconds stops the run
 STOP_GRACE_S = 3.0  # children get this long to finish after the stop event, then are killed
+BACKENDS = ("local", "ray")
 
 
 class RunDirError(ValueError):
@@ -146,7 +151,8 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 def train(config: Config, run_dir: str | Path | None = None, resume: bool = False,
           overwrite: bool = False, progress: bool = True,
           on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
-          command: str | None = None) -> TrainResult:
+          command: str | None = None, backend: str = "local",
+          address: str | None = None) -> TrainResult:
     """Run A3C as `config` says until a budget, the target score, or an interrupt.
 
     `command` (the CLI passes its command line) is logged in the start row, so a run
@@ -154,7 +160,28 @@ def train(config: Config, run_dir: str | Path | None = None, resume: bool = Fals
     batch of new metrics rows (a notebook uses it to redraw a learning curve). Ctrl-C, a
     notebook interrupt or SIGTERM stop the run cleanly: children ended, final checkpoint
     written, result returned.
+
+    `backend` says where the children run: ``"local"`` processes (Hogwild in shared memory)
+    or ``"ray"`` actors around a parameter server; `address` (ray only) joins an existing
+    cluster (``HOST:PORT`` or ``"auto"``) instead of starting a local Ray instance.
     """
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend!r} is unknown: allowed are {', '.join(BACKENDS)}")
+    if backend == "local":
+        if address is not None:
+            raise ConfigError(f"address={address!r} is only for backend='ray' (the local "
+                              "backend runs on this machine)")
+        return _train(config, run_dir, resume, overwrite, progress, on_rows, command, _Run)
+    from .ray_backend import RayRun, ray_session  # ConfigError when Ray is not installed
+
+    with ray_session(config, address) as session:
+        return _train(config, run_dir, resume, overwrite, progress, on_rows, command,
+                      partial(RayRun, session=session))
+
+
+def _train(config: Config, run_dir: str | Path | None, resume: bool, overwrite: bool,
+           progress: bool, on_rows: Callable[[list[dict[str, Any]]], None] | None,
+           command: str | None, run_class: Callable[..., _Run]) -> TrainResult:
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     prepare_run_dir(run_dir, resume, overwrite)
     checkpoint = None
@@ -189,7 +216,8 @@ def train(config: Config, run_dir: str | Path | None = None, resume: bool = Fals
     metrics = _Metrics(run_dir / "metrics.jsonl",
                        int(counters.get("metrics_rows", 0)) if checkpoint else None)
 
-    run = _Run(config, run_dir, model, optimizer, counters, metrics, on_rows, command, changed)
+    run = run_class(config, run_dir, model, optimizer, counters, metrics, on_rows, command,
+                    changed)
     previous_term = None
     if threading.current_thread() is threading.main_thread():
         previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
@@ -237,7 +265,13 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 class _Run:
-    """One training session: the children and the bookkeeping of the trainer's loop."""
+    """One training session: the children and the bookkeeping of the trainer's loop.
+
+    The children are processes on this machine; ray_backend.RayRun overrides the methods of
+    the "children" section to make them Ray actors, and keeps all the rest.
+    """
+
+    backend = "local"
 
     def __init__(self, config: Config, run_dir: Path, model: torch.nn.Module,
                  optimizer: SharedAdam, counters: dict[str, Any], metrics: _Metrics,
@@ -249,23 +283,12 @@ class _Run:
         self.base_time = float(counters["time_s"])
         self.base_updates = int(counters.get("updates", 0))
         self.base_nonfinite = int(counters.get("nonfinite", 0))
-        workers = config.workers
-        # spawn: each child starts a fresh interpreter, the start method that is safe with
-        # torch's threads (fork can deadlock in OpenMP) and works the same on every OS.
-        self.ctx = mp.get_context("spawn")
-        self.shared = SharedState(
-            model=model,
-            optimizer=optimizer,
-            steps=torch.zeros(workers, dtype=torch.int64).share_memory_(),
-            updates=torch.zeros(workers, dtype=torch.int64).share_memory_(),
-            nonfinite=torch.zeros(workers, dtype=torch.int64).share_memory_(),
-            stop=SharedFlag(),
-            pause=SharedFlag(),
-            events=self.ctx.Queue(),
-        )
-        self.children: dict[str, mp.process.BaseProcess] = {}
+        # The shared model and Adam (with the Ray backend: the driver's copy of the parameter
+        # server's, refreshed before every checkpoint).
+        self.model, self.optimizer = model, optimizer
         self.deaths: dict[str, deque[float]] = {}
         self.starts: dict[str, int] = {}
+        self._setup_children()
         self.start_time = time.monotonic()
         self.last_eval: float | None = None
         # The best confirmed greedy mean so far (a resumed run starts from its best.pt's).
@@ -277,6 +300,28 @@ class _Run:
         self.pending: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ children
+    def _setup_children(self) -> None:
+        workers = self.config.workers
+        # spawn: each child starts a fresh interpreter, the start method that is safe with
+        # torch's threads (fork can deadlock in OpenMP) and works the same on every OS.
+        self.ctx = mp.get_context("spawn")
+        self.shared = SharedState(
+            model=self.model,
+            optimizer=self.optimizer,
+            steps=torch.zeros(workers, dtype=torch.int64).share_memory_(),
+            updates=torch.zeros(workers, dtype=torch.int64).share_memory_(),
+            nonfinite=torch.zeros(workers, dtype=torch.int64).share_memory_(),
+            stop=SharedFlag(),
+            pause=SharedFlag(),
+            events=self.ctx.Queue(),
+        )
+        self.children: dict[str, mp.process.BaseProcess] = {}
+
+    def _start_children(self) -> None:
+        for i in range(self.config.workers):
+            self._start(f"worker-{i}")
+        self._start("evaluator")
+
     def _start(self, name: str) -> None:
         generation = int(self.counters["generation"])
         starts = self.starts[name] = self.starts.get(name, 0) + 1
@@ -303,19 +348,23 @@ class _Run:
             if code == EXIT_DIVERGED:
                 self._drain()  # the worker's own message is on the queue
                 raise TrainingError(f"{name} stopped: the model diverged (non-finite gradients)")
-            now = time.monotonic()
-            deaths = self.deaths.setdefault(name, deque())
-            deaths.append(now)
-            while deaths and now - deaths[0] > RESTART_WINDOW_S:
-                deaths.popleft()
-            self.counters["restarts"] += 1
-            self._row("worker_restart", child=name, exitcode=code,
-                      restarts=self.counters["restarts"])
-            if len(deaths) >= MAX_RESTARTS:
-                raise TrainingError(
-                    f"{name} died {len(deaths)} times within {RESTART_WINDOW_S:.0f} s (last exit "
-                    f"code {code}); stopping instead of restarting it again")
+            self._count_restart(name, code)
             self._start(name)
+
+    def _count_restart(self, name: str, code: int | None) -> None:
+        """Log a child's restart; stop the run if it keeps dying."""
+        now = time.monotonic()
+        deaths = self.deaths.setdefault(name, deque())
+        deaths.append(now)
+        while deaths and now - deaths[0] > RESTART_WINDOW_S:
+            deaths.popleft()
+        self.counters["restarts"] += 1
+        self._row("worker_restart", child=name, exitcode=code,
+                  restarts=self.counters["restarts"])
+        if len(deaths) >= MAX_RESTARTS:
+            raise TrainingError(
+                f"{name} died {len(deaths)} times within {RESTART_WINDOW_S:.0f} s (last exit "
+                f"code {code}); stopping instead of restarting it again")
 
     def _stop_children(self) -> None:
         """Set the stop event, give the children a moment, then terminate, then kill."""
@@ -337,9 +386,27 @@ class _Run:
         self.shared.events.cancel_join_thread()
         self.shared.events.close()
 
+    def _worker_totals(self) -> tuple[int, int, int]:
+        """Steps, updates and non-finite updates of this session, summed over the workers."""
+        shared = self.shared
+        return int(shared.steps.sum()), int(shared.updates.sum()), int(shared.nonfinite.sum())
+
+    def _events(self) -> Iterator[tuple[Any, ...]]:
+        """The children's events not yet read."""
+        while True:
+            try:
+                yield self.shared.events.get_nowait()
+            except (queue.Empty, OSError, ValueError, EOFError):
+                return
+
+    def _sync_model(self) -> bool:
+        """Bring self.model and self.optimizer up to date; False if that cannot be done.
+        Here they are the shared ones, always current."""
+        return True
+
     # ------------------------------------------------------------------ bookkeeping
     def steps(self) -> int:
-        return self.base_steps + int(self.shared.steps.sum())
+        return self.base_steps + self._worker_totals()[0]
 
     def elapsed(self) -> float:
         return self.base_time + time.monotonic() - self.start_time
@@ -353,11 +420,7 @@ class _Run:
     def _drain(self, stopping: bool = False) -> None:
         """Turn the children's events into metrics rows (while stopping, a child's fatal
         message no longer changes anything, but its last episodes still count)."""
-        while True:
-            try:
-                event = self.shared.events.get_nowait()
-            except (queue.Empty, OSError, ValueError, EOFError):
-                return
+        for event in self._events():
             kind = event[0]
             if kind == "episode":
                 _, worker, score, length = event
@@ -381,21 +444,24 @@ class _Run:
                 raise TrainingError(event[2])
 
     def _sync_counters(self) -> None:
+        _, updates, nonfinite = self._worker_totals()
         self.counters["steps"] = self.steps()
         self.counters["time_s"] = self.elapsed()
-        self.counters["updates"] = self.base_updates + int(self.shared.updates.sum())
-        self.counters["nonfinite"] = self.base_nonfinite + int(self.shared.nonfinite.sum())
+        self.counters["updates"] = self.base_updates + updates
+        self.counters["nonfinite"] = self.base_nonfinite + nonfinite
 
     def _checkpoint(self) -> None:
         self._sync_counters()
+        if not self._sync_model():
+            return  # the model is out of reach: the last checkpoint stays as it is
         self.metrics.flush()
         self.counters["metrics_rows"] = self.metrics.rows
-        save_checkpoint(self.run_dir / "checkpoint.pt", self.config, self.shared.model,
-                        self.shared.optimizer, self.counters)
+        save_checkpoint(self.run_dir / "checkpoint.pt", self.config, self.model,
+                        self.optimizer, self.counters)
 
     def _save_best(self, weights: dict[str, torch.Tensor], mean: float, steps: int) -> None:
         """best.pt: the weights whose confirmed greedy mean is the best so far (no optimizer)."""
-        model = copy.deepcopy(self.shared.model)
+        model = copy.deepcopy(self.model)
         model.load_state_dict(weights)
         counters = {"steps": steps, "time_s": self.elapsed(), "confirmed_mean": mean}
         save_checkpoint(self.run_dir / "best.pt", self.config, model, None, counters)
@@ -421,10 +487,8 @@ class _Run:
         try:
             extra = {"changed": self.changed} if resumed else {}
             self._row("resume" if resumed else "start", workers=config.workers,
-                      pid=os.getpid(), command=self.command, **extra)
-            for i in range(config.workers):
-                self._start(f"worker-{i}")
-            self._start("evaluator")
+                      pid=os.getpid(), command=self.command, backend=self.backend, **extra)
+            self._start_children()
             last_checkpoint = last_progress = time.monotonic()
             last_steps, shown = self.steps(), self.steps()
             while True:

@@ -4,8 +4,9 @@ Two measurements of agent steps per second, one after the other, with the same c
 
 - the LIMIT: ``workers`` spawned processes, each running the library's own worker loop
   (:func:`a3c_course.worker.train_worker`) on private objects only: a private model and a
-  private ``SharedAdam`` (the same arithmetic; no other process sees it), a plain ``threading.Event`` as stop flag and an event sink that
-  drops everything. No shared memory, no trainer, no evaluator: the real loop minus sharing.
+  private ``SharedAdam`` (the same arithmetic; no other process sees it), a plain
+  ``threading.Event`` as stop flag and an event sink that drops everything. No shared memory,
+  no trainer, no evaluator: the real loop minus sharing.
 - the TRAINER: :func:`a3c_course.trainer.train` itself (shared model, shared Adam, evaluator,
   event queue, metrics), read from its ``progress`` rows.
 
@@ -34,6 +35,7 @@ import torch
 
 import a3c_course
 from a3c_course.config import Config, make_config
+from a3c_course.shared_adam import SharedAdam
 from a3c_course.worker import SharedState, train_worker
 
 SAMPLE_S = 0.5  # how often a limit child records its step counter
