@@ -114,8 +114,8 @@ class ParameterServer:
         self.model = model_for(config)
         self.params = list(self.model.parameters())
         unflatten(weights, self.params)
-        # torch's Adam, single-tensor path: the numbers of SharedAdam, which is this Adam with
-        # its state in shared memory (needless here: one process owns it).
+        # torch's Adam: SharedAdam's numbers when one process steps, which is the case here
+        # (the server applies one update at a time, so there is no race to repair).
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, foreach=False)
         self.optimizer.load_state_dict(optimizer_state)
         for p in self.params:

@@ -13,7 +13,7 @@ def moment_bound(beta1: float, beta2: float) -> float:
     """K with m**2 <= K v for every Adam state reached without races.
 
     m = sum (1-b1) b1^k g_k and v = sum (1-b2) b2^k g_k^2, so by Cauchy-Schwarz
-    m^2 <= v sum (1-b1)^2 b1^2k / ((1-b2) b2^k) = v K (52.8 for the usual betas), which caps
+    m^2 <= v sum (1-b1)^2 b1^2k / ((1-b2) b2^k) = v K (52.9 for the usual betas), which caps
     an update at sqrt(K) lr (7.3 lr).
     """
     if not (0 <= beta1 < 1 and 0 <= beta2 < 1 and beta1 ** 2 < beta2):

@@ -48,6 +48,7 @@ def measure_trainer(config: Config, backend: str, warmup: float, seconds: float
     from a3c_course.trainer import read_metrics, train
 
     first: list[float] = []
+    window: list[float] = []  # times of the progress rows after the warm-up
     done = [False]
 
     def on_rows(rows: list[dict[str, Any]]) -> None:
@@ -56,10 +57,12 @@ def measure_trainer(config: Config, backend: str, warmup: float, seconds: float
         for row in rows:
             if not first and row["steps"] > 0:
                 first.append(row["time_s"])
-            if (first and row["event"] == "progress"
-                    and row["time_s"] >= first[0] + warmup + seconds):
-                done[0] = True
-                raise _WindowDone()
+            if first and row["event"] == "progress" and row["time_s"] >= first[0] + warmup:
+                window.append(row["time_s"])
+                # A rate needs two rows, so the window is at least one progress interval long.
+                if len(window) >= 2 and window[-1] - window[0] >= seconds:
+                    done[0] = True
+                    raise _WindowDone()
 
     cap_s = START_TIMEOUT_S + warmup + seconds + 60.0  # only if the rows never come
     run_config = config.replace(max_minutes=cap_s / 60, target_score=None, max_steps=10**12)

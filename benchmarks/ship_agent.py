@@ -10,12 +10,16 @@ writes, beside each other in a3c_course/pretrained/:
                    prints, plus provenance)
 - NAME.train.json  the run's config, a command that reproduces it, and its learning curve
 and images/NAME.mp4, one greedy game.
+
+With --min-mean M the agent ships only if its mean is at least M: otherwise the script exits
+with status 1 and the files already shipped under NAME stay as they were.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -42,14 +46,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=EVAL_SEED)
     p.add_argument("--video-frames", type=int, default=1200, help="cap on the video's length")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--min-mean", type=float, default=None,
+                   help="ship only if the mean over --episodes is at least this")
+    p.add_argument("--out", type=Path, default=PRETRAINED_DIR,
+                   help="where the agent and its JSON files go (default: the package's)")
+    p.add_argument("--video-dir", type=Path, default=common.REPO / "images")
     args = p.parse_args(argv)
+    if args.episodes < 1:
+        p.error(f"--episodes {args.episodes}: must be at least 1")
 
     torch.set_num_threads(1)
-    agent = PRETRAINED_DIR / f"{args.name}.pt"
-    export_agent(args.run_dir / args.checkpoint, agent, overwrite=args.overwrite)
-    model, config = load_model(agent)
-    config = config.replace(repeat_action_probability=args.repeat_action_probability)
-    returns = evaluate_model(model, config, args.episodes, seed=args.seed)
+    agent = args.out / f"{args.name}.pt"
+    if agent.exists() and not args.overwrite:
+        p.error(f"{agent} exists: pass --overwrite to replace it")
+    # The candidate is evaluated before it replaces anything.
+    candidate = args.out / f".{args.name}.candidate.pt"
+    export_agent(args.run_dir / args.checkpoint, candidate, overwrite=True)
+    try:
+        model, config = load_model(candidate)
+        config = config.replace(repeat_action_probability=args.repeat_action_probability)
+        returns = evaluate_model(model, config, args.episodes, seed=args.seed)
+        mean = sum(returns) / len(returns)
+        if args.min_mean is not None and mean < args.min_mean:
+            print(f"not shipped: {args.run_dir / args.checkpoint} scored a mean of {mean:+.2f} "
+                  f"over {len(returns)} episodes, below --min-mean {args.min_mean:g}; "
+                  f"pretrained:{args.name} is unchanged", file=sys.stderr)
+            return 1
+        os.replace(candidate, agent)
+    finally:
+        candidate.unlink(missing_ok=True)
     evaluation = {
         "benchmark": "pretrained_eval",
         **common.provenance(),
@@ -61,17 +86,17 @@ def main(argv: list[str] | None = None) -> int:
         "repeat_action_probability": args.repeat_action_probability,
         "episodes": len(returns),
         "seed": args.seed,
-        "mean_return": sum(returns) / len(returns),
+        "mean_return": mean,
         "returns": returns,
     }
-    common.write_json(PRETRAINED_DIR / f"{args.name}.eval.json", evaluation)
+    common.write_json(args.out / f"{args.name}.eval.json", evaluation)
 
     rows = read_metrics(args.run_dir)
     curve = [[r["time_s"], r["steps"], r["eval_return"]] for r in rows
              if r["event"] in ("eval", "eval_confirm")]
     run_config = json.loads((args.run_dir / "config.json").read_text())
     training = {
-        "run_dir": str(args.run_dir),
+        "run_dir": common.repo_relative(args.run_dir),
         "shipped_file": args.checkpoint,
         "config": run_config,
         "commands": [r.get("command") for r in rows if r.get("command")] or None,
@@ -82,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         "confirmations": [[r["time_s"], r["steps"], r["eval_return"]] for r in rows
                           if r["event"] == "eval_confirm"],
     }
-    common.write_json(PRETRAINED_DIR / f"{args.name}.train.json", training)
+    common.write_json(args.out / f"{args.name}.train.json", training)
 
-    video = common.REPO / "images" / f"{args.name}.mp4"
+    video = args.video_dir / f"{args.name}.mp4"
     score, steps = record_video(model, config, video, seed=args.seed,
                                 max_frames=args.video_frames, scale=1)
     print(f"pretrained:{args.name}: mean {evaluation['mean_return']:+.2f} over {len(returns)} "

@@ -85,3 +85,47 @@ def test_throughput_measures_limit_and_trainer(tmp_path: Path, model: str) -> No
     assert result["limit_steps_per_s"] > 0 and result["trainer_steps_per_s"] > 0
     assert result["ratio"] == pytest.approx(
         result["trainer_steps_per_s"] / result["limit_steps_per_s"], abs=0.01)
+
+
+def test_ship_agent_refuses_a_weak_agent_and_ships_a_good_enough_one(tmp_path: Path) -> None:
+    runs, out, videos = tmp_path / "runs", tmp_path / "pretrained", tmp_path / "images"
+    _bench("time_to_win.py", "--env", "pong", "--workers", "1", "--minutes", "0.1",
+           "--set", "eval_nice=0", "--runs-dir", str(runs), "--out", str(tmp_path / "results"),
+           "--name", "cp")
+    common = ("--checkpoint", "checkpoint.pt", "--episodes", "2", "--repeat-action-probability",
+              "0", "--out", str(out), "--video-dir", str(videos), "--video-frames", "50")
+    env = {**os.environ, "A3C_TEST_MODE": "1"}
+    refused = subprocess.run([sys.executable, str(BENCH / "ship_agent.py"), str(runs / "cp"),
+                              "cp", *common, "--min-mean", "100000"], capture_output=True,
+                             text=True, timeout=240, env=env, cwd=REPO)
+    assert refused.returncode == 1, refused.stderr[-3000:]
+    assert "not shipped" in refused.stderr and "100000" in refused.stderr
+    assert not out.exists() or not any(out.iterdir()), "a refused agent left files behind"
+
+    # Every Pong game ends between -21 and +21, so a floor of -21 always ships.
+    _bench("ship_agent.py", str(runs / "cp"), "cp", *common, "--min-mean=-21")
+    assert {p.name for p in out.iterdir()} == {"cp.pt", "cp.eval.json", "cp.train.json"}
+    evaluation = json.loads((out / "cp.eval.json").read_text())
+    assert evaluation["episodes"] == 2 and len(evaluation["returns"]) == 2
+    assert evaluation["mean_return"] == sum(evaluation["returns"]) / 2 >= -21
+    assert (videos / "cp.mp4").read_bytes()[4:8] == b"ftyp"
+    # Shipping again without --overwrite is refused, and the shipped agent stays.
+    before = (out / "cp.pt").read_bytes()
+    again = subprocess.run([sys.executable, str(BENCH / "ship_agent.py"), str(runs / "cp"),
+                            "cp", *common], capture_output=True, text=True, timeout=240,
+                           env=env, cwd=REPO)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert (out / "cp.pt").read_bytes() == before
+
+
+def test_ray_throughput_measures_both_backends_and_the_wire(tmp_path: Path) -> None:
+    if not os.environ.get("A3C_REQUIRE_RAY"):  # make test installs Ray: there it must run
+        pytest.importorskip("ray")
+    _bench("ray_throughput.py", "--seconds", "3", "--warmup", "2", "--calls", "5", "--out",
+           str(tmp_path), "--name", "r", timeout=400)
+    result = json.loads((tmp_path / "r.json").read_text())
+    _provenance_ok(result)
+    assert result["local_steps_per_s"] > 0 and result["ray_steps_per_s"] > 0
+    assert result["vector_bytes"] == 4 * result["parameters"] > 0
+    assert result["server_work_ms"] > 0
+    assert all(result["wire_loopback"][k]["median"] > 0 for k in ("pull_ms", "push_ms"))
