@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "around a parameter server (pip install 'a3c-course[ray]')")
     t.add_argument("--address", type=_ray_address, metavar="HOST:PORT|auto",
                    help="with --backend ray: join this Ray cluster (default: start a local "
-                   "Ray instance on 127.0.0.1)")
+                   "private Ray instance on this machine)")
 
     e = sub.add_parser("evaluate", help="play a checkpoint greedily and report real scores")
     e.add_argument("checkpoint", help="checkpoint file, or pretrained:NAME")

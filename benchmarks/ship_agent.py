@@ -11,8 +11,10 @@ writes, beside each other in a3c_course/pretrained/:
 - NAME.train.json  the run's config, a command that reproduces it, and its learning curve
 and images/NAME.mp4, one greedy game.
 
-With --min-mean M the agent ships only if its mean is at least M: otherwise the script exits
-with status 1 and the files already shipped under NAME stay as they were.
+Nothing is replaced until the candidate has been evaluated and its records read. Exit status:
+0 shipped; 1 not shipped because its mean is below --min-mean M; 2 bad input (a missing run
+file, NAME already shipped without --overwrite). In both failures the files already shipped
+under NAME stay as they were.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 import common
 import torch
 
-from a3c_course.checkpoint import PRETRAINED_DIR, export_agent, load_model
+from a3c_course.checkpoint import PRETRAINED_DIR, CheckpointError, export_agent, load_model
 from a3c_course.evaluator import evaluate_model
 from a3c_course.trainer import read_metrics
 from a3c_course.video import record_video
@@ -56,13 +58,41 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--episodes {args.episodes}: must be at least 1")
 
     torch.set_num_threads(1)
-    agent = args.out / f"{args.name}.pt"
-    if agent.exists() and not args.overwrite:
-        p.error(f"{agent} exists: pass --overwrite to replace it")
-    # The candidate is evaluated before it replaces anything.
+    outputs = [args.out / f"{args.name}{suffix}" for suffix in (".pt", ".eval.json",
+                                                                 ".train.json")]
+    agent, eval_json, train_json = outputs
+    video = args.video_dir / f"{args.name}.mp4"
+    existing = [str(f) for f in (*outputs, video) if f.exists()]
+    if existing and not args.overwrite:
+        p.error(f"{', '.join(existing)} exist(s): pass --overwrite to replace them")
+    for needed in (args.run_dir / args.checkpoint, args.run_dir / "config.json",
+                   args.run_dir / "metrics.jsonl"):
+        if not needed.is_file():
+            p.error(f"{needed} does not exist: RUN_DIR must be a run directory of a3c train")
+
+    # The records are read and the candidate evaluated before anything is replaced.
+    rows = read_metrics(args.run_dir)
+    curve = [[r["time_s"], r["steps"], r["eval_return"]] for r in rows
+             if r["event"] in ("eval", "eval_confirm")]
+    training = {
+        "run_dir": common.repo_relative(args.run_dir),
+        "shipped_file": args.checkpoint,
+        "config": json.loads((args.run_dir / "config.json").read_text()),
+        "commands": [r.get("command") for r in rows if r.get("command")] or None,
+        "starts": [{k: r[k] for k in ("event", "time_s", "steps")} for r in rows
+                   if r["event"] in ("start", "resume", "stop")],
+        "curve_columns": ["time_s", "steps", "eval_return"],
+        "curve": curve[:: max(1, len(curve) // 500)],
+        "confirmations": [[r["time_s"], r["steps"], r["eval_return"]] for r in rows
+                          if r["event"] == "eval_confirm"],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
     candidate = args.out / f".{args.name}.candidate.pt"
-    export_agent(args.run_dir / args.checkpoint, candidate, overwrite=True)
     try:
+        try:
+            export_agent(args.run_dir / args.checkpoint, candidate, overwrite=True)
+        except CheckpointError as error:
+            p.error(str(error))
         model, config = load_model(candidate)
         config = config.replace(repeat_action_probability=args.repeat_action_probability)
         returns = evaluate_model(model, config, args.episodes, seed=args.seed)
@@ -72,44 +102,27 @@ def main(argv: list[str] | None = None) -> int:
                   f"over {len(returns)} episodes, below --min-mean {args.min_mean:g}; "
                   f"pretrained:{args.name} is unchanged", file=sys.stderr)
             return 1
+        shipped_as = (f"pretrained:{args.name}" if args.out == PRETRAINED_DIR
+                      else common.repo_relative(agent))
+        evaluation = {
+            "benchmark": "pretrained_eval",
+            **common.provenance(),
+            "checkpoint": f"pretrained:{args.name}",
+            "reproduce": f"a3c evaluate {shipped_as} --episodes {args.episodes} --seed {args.seed} "
+                         f"--repeat-action-probability {args.repeat_action_probability} --json",
+            "env": config.env_id,
+            "repeat_action_probability": args.repeat_action_probability,
+            "episodes": len(returns),
+            "seed": args.seed,
+            "mean_return": mean,
+            "returns": returns,
+        }
         os.replace(candidate, agent)
     finally:
         candidate.unlink(missing_ok=True)
-    evaluation = {
-        "benchmark": "pretrained_eval",
-        **common.provenance(),
-        "checkpoint": f"pretrained:{args.name}",
-        "reproduce": f"a3c evaluate pretrained:{args.name} --episodes {args.episodes} "
-                     f"--seed {args.seed} --repeat-action-probability "
-                     f"{args.repeat_action_probability} --json",
-        "env": config.env_id,
-        "repeat_action_probability": args.repeat_action_probability,
-        "episodes": len(returns),
-        "seed": args.seed,
-        "mean_return": mean,
-        "returns": returns,
-    }
-    common.write_json(args.out / f"{args.name}.eval.json", evaluation)
+    common.write_json(eval_json, evaluation)
+    common.write_json(train_json, training)
 
-    rows = read_metrics(args.run_dir)
-    curve = [[r["time_s"], r["steps"], r["eval_return"]] for r in rows
-             if r["event"] in ("eval", "eval_confirm")]
-    run_config = json.loads((args.run_dir / "config.json").read_text())
-    training = {
-        "run_dir": common.repo_relative(args.run_dir),
-        "shipped_file": args.checkpoint,
-        "config": run_config,
-        "commands": [r.get("command") for r in rows if r.get("command")] or None,
-        "starts": [{k: r[k] for k in ("event", "time_s", "steps")} for r in rows
-                   if r["event"] in ("start", "resume", "stop")],
-        "curve_columns": ["time_s", "steps", "eval_return"],
-        "curve": curve[:: max(1, len(curve) // 500)],
-        "confirmations": [[r["time_s"], r["steps"], r["eval_return"]] for r in rows
-                          if r["event"] == "eval_confirm"],
-    }
-    common.write_json(args.out / f"{args.name}.train.json", training)
-
-    video = args.video_dir / f"{args.name}.mp4"
     score, steps = record_video(model, config, video, seed=args.seed,
                                 max_frames=args.video_frames, scale=1)
     print(f"pretrained:{args.name}: mean {evaluation['mean_return']:+.2f} over {len(returns)} "
