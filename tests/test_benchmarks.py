@@ -129,3 +129,16 @@ def test_ray_throughput_measures_both_backends_and_the_wire(tmp_path: Path) -> N
     assert result["vector_bytes"] == 4 * result["parameters"] > 0
     assert result["server_work_ms"] > 0
     assert all(result["wire_loopback"][k]["median"] > 0 for k in ("pull_ms", "push_ms"))
+
+
+def test_profile_worker_splits_the_loop_into_its_steps(tmp_path: Path) -> None:
+    _bench("profile_worker.py", "--seconds", "3", "--warmup", "1", "--out", str(tmp_path),
+           "--name", "p")
+    result = json.loads((tmp_path / "p.json").read_text())
+    _provenance_ok(result)
+    assert result["steps"] > 0
+    shares = {c["what"]: c["share"] for c in result["callees"] if c["what"]}
+    assert sum(c["share"] for c in result["callees"]) == pytest.approx(1.0, abs=0.01)
+    for step in ("environment step (ALE emulator, frame skip, preprocessing wrappers)",
+                 "LOSS: backward pass", "UPDATE: clip, hand the gradients over, shared Adam step"):
+        assert shares[step] > 0, step

@@ -1,0 +1,192 @@
+"""Where a worker's time goes: the library's worker loop under cProfile, split by what it calls.
+
+One worker loop (:func:`a3c_course.worker.train_worker`) runs in this process on private
+objects, as one process of benchmarks/throughput.py's *limit* does, for ``--seconds`` after a
+``--warmup``, under :mod:`cProfile`. The result splits the loop's wall-clock time into the
+functions it calls directly (the environment's ``step``, the model's forward pass, the loss,
+``backward``, the gradient hand-over and Adam step, the weight sync, ...) plus the loop's own
+lines, each as seconds and as a share. cProfile adds a fixed cost per Python call, so the
+shares are a guide to where the time goes, not exact timings.
+
+    python benchmarks/profile_worker.py --model gru --seconds 60
+
+writes benchmarks/results/profile-<preset>-<model>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import common
+import torch
+
+import a3c_course
+from a3c_course.config import Config, make_config
+from a3c_course.envs import env_spaces
+from a3c_course.models import build_model
+from a3c_course.shared_adam import SharedAdam
+from a3c_course.worker import SharedState, train_worker
+
+
+class _DropEvents:
+    def put(self, item: Any) -> None:
+        pass
+
+
+def private_state(config: Config) -> SharedState:
+    """The worker's view of the trainer, with nothing shared: as the throughput limit."""
+    obs_shape, n_actions = env_spaces(config)
+    central = build_model(config, n_actions, obs_shape)
+    return SharedState(
+        model=central,
+        optimizer=SharedAdam(central.parameters(), lr=config.lr),
+        steps=torch.zeros(config.workers, dtype=torch.int64),
+        updates=torch.zeros(config.workers, dtype=torch.int64),
+        nonfinite=torch.zeros(config.workers, dtype=torch.int64),
+        stop=threading.Event(),
+        pause=threading.Event(),
+        events=_DropEvents(),
+    )
+
+
+# What the loop's direct callees are, in the words of the worker's own comments.
+WHAT = {
+    "step": "environment step (ALE emulator, frame skip, preprocessing wrappers)",
+    "reset": "environment reset at an episode's end",
+    "_wrapped_call_impl": "ROLLOUT: model forward pass for each action",
+    "multinomial": "ROLLOUT: sampling the action",
+    "softmax": "ROLLOUT: softmax of the logits",
+    "unroll": "LOSS: forward pass over the rollout, with gradients",
+    "a3c_loss": "LOSS: returns, advantages and the loss",
+    "backward": "LOSS: backward pass",
+    "apply_gradients": "UPDATE: clip, hand the gradients over, shared Adam step",
+    "copy_weights": "SYNC: copy the shared weights into the local model",
+}
+
+
+def _what(key: tuple[str, int, str]) -> str | None:
+    name = key[2]
+    for word, what in WHAT.items():
+        if name == word or name.endswith(f" {word}>") or name.endswith(f".{word}>"):
+            return what
+    return None
+
+
+def _label(key: tuple[str, int, str]) -> str:
+    filename, line, name = key
+    if filename == "~":  # a C function: cProfile names it "<built-in method ...>"
+        return name
+    return f"{name} ({Path(filename).name}:{line})"
+
+
+def run_loop(config: Config, seconds: float, profiler: cProfile.Profile | None = None
+             ) -> tuple[int, float]:
+    """Run the worker loop for `seconds` (profiled if given); its steps and wall-clock time."""
+    shared = private_state(config)
+    timer = threading.Timer(seconds, shared.stop.set)
+    start = time.perf_counter()
+    timer.start()
+    if profiler is not None:
+        profiler.enable()  # profiles this thread only, the one that runs the loop
+    sigint = signal.getsignal(signal.SIGINT)  # train_worker leaves Ctrl-C to its parent
+    try:
+        # The "parent" it checks for is this process's own parent: present throughout.
+        train_worker(0, config, shared, os.getppid(), config.seed)
+    finally:
+        if profiler is not None:
+            profiler.disable()
+        timer.cancel()
+        signal.signal(signal.SIGINT, sigint)
+    return int(shared.steps[0]), time.perf_counter() - start
+
+
+def profile_loop(config: Config, warmup: float, seconds: float) -> dict[str, Any]:
+    """A warm-up run of the loop (lazy initialisation, caches), then a profiled one."""
+    run_loop(config, warmup)
+    profiler = cProfile.Profile()
+    steps, elapsed = run_loop(config, seconds, profiler)
+
+    stats = pstats.Stats(profiler)
+    loop_key = next(k for k in stats.stats if k[2] == "train_worker")  # type: ignore[attr-defined]
+    own_time = stats.stats[loop_key][2]  # type: ignore[attr-defined]
+    callees = []
+    for key, (_, _, _, _, callers) in stats.stats.items():  # type: ignore[attr-defined]
+        if loop_key in callers:
+            calls, _, _, cumulative = callers[loop_key]
+            callees.append({"function": _label(key), "what": _what(key), "calls": calls,
+                            "seconds": round(cumulative, 3)})
+    callees.append({"function": "train_worker", "what": "the loop's own lines", "calls": 1,
+                    "seconds": round(own_time, 3)})
+    total = sum(c["seconds"] for c in callees)
+    for c in callees:
+        c["share"] = round(c["seconds"] / total, 4)
+    callees.sort(key=lambda c: -c["seconds"])
+    # Self time (inside the function itself, not its callees): where the CPU actually goes.
+    by_self = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:15]  # type: ignore[attr-defined]
+    top_self = [{"function": _label(k), "calls": v[1], "self_seconds": round(v[2], 3),
+                 "share": round(v[2] / total, 4)} for k, v in by_self]
+    return {
+        "window_s": round(elapsed, 2),
+        "steps": steps,
+        "steps_per_s_profiled": round(steps / elapsed, 1),
+        "profiled_s": round(total, 3),
+        "callees": callees,
+        "top_self_time": top_self,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    test = a3c_course.TEST_MODE
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    common.add_run_args(p)
+    p.add_argument("--seconds", type=float, default=5.0 if test else 60.0,
+                   help="length of the profiled run")
+    p.add_argument("--warmup", type=float, default=2.0 if test else 10.0,
+                   help="length of the unprofiled run before it")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="any other config field, as in `a3c train --set`")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output directory (default: benchmarks/results)")
+    p.add_argument("--name", default=None, help="file stem (default: profile-PRESET-MODEL)")
+    args = p.parse_args(argv)
+    for flag in ("seconds", "warmup"):
+        if getattr(args, flag) <= 0:
+            p.error(f"--{flag} {getattr(args, flag)}: must be more than 0")
+
+    config = make_config(args.preset, model=args.model, env=args.env,
+                         **common.parse_sets(args.set))
+    name = args.name or f"profile-{args.preset}-{args.model}"
+    out = (args.out or common.RESULTS) / f"{name}.json"
+    header = common.provenance()
+    torch.set_num_threads(1)  # as in a worker process
+    print(f"profiling one worker loop for {args.seconds:g} s ...", file=sys.stderr, flush=True)
+    profile = profile_loop(config, args.warmup, args.seconds)
+    result = {
+        "benchmark": "profile",
+        **header,
+        "preset": args.preset,
+        "model": args.model,
+        "env": config.env_id,
+        "warmup_s": args.warmup,
+        "seconds": args.seconds,
+        **profile,
+        "config": config.to_dict(),
+    }
+    common.write_json(out, result)
+    for c in profile["callees"][:8]:
+        print(f"{100 * c['share']:5.1f}%  {c['what'] or c['function']}", file=sys.stderr)
+    print(f"{profile['steps_per_s_profiled']} steps/s under the profiler -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
