@@ -135,6 +135,15 @@ def protocol(config: Any) -> str:
     return "deterministic" if config.repeat_action_probability == 0 else "sticky"
 
 
+def add_output_args(parser: Any, stem: str) -> None:
+    """--set, --out and --name, as every benchmark that writes one result file takes them."""
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="any other config field, as in `a3c train --set`")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output directory (default: benchmarks/results)")
+    parser.add_argument("--name", default=None, help=f"file stem (default: {stem})")
+
+
 def add_run_args(parser: Any) -> None:
     """--preset, --model and --env, as every benchmark that starts training takes them."""
     parser.add_argument("--preset", default="default")

@@ -28,35 +28,11 @@ from typing import Any
 
 import common
 import torch
+from throughput import private_state
 
 import a3c_course
 from a3c_course.config import Config, make_config
-from a3c_course.envs import env_spaces
-from a3c_course.models import build_model
-from a3c_course.shared_adam import SharedAdam
-from a3c_course.worker import SharedState, train_worker
-
-
-class _DropEvents:
-    def put(self, item: Any) -> None:
-        pass
-
-
-def private_state(config: Config) -> SharedState:
-    """The worker's view of the trainer, with nothing shared: as the throughput limit."""
-    obs_shape, n_actions = env_spaces(config)
-    central = build_model(config, n_actions, obs_shape)
-    return SharedState(
-        model=central,
-        optimizer=SharedAdam(central.parameters(), lr=config.lr),
-        steps=torch.zeros(config.workers, dtype=torch.int64),
-        updates=torch.zeros(config.workers, dtype=torch.int64),
-        nonfinite=torch.zeros(config.workers, dtype=torch.int64),
-        stop=threading.Event(),
-        pause=threading.Event(),
-        events=_DropEvents(),
-    )
-
+from a3c_course.worker import train_worker
 
 # What the loop's direct callees are, in the words of the worker's own comments.
 WHAT = {
@@ -152,11 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="length of the profiled run")
     p.add_argument("--warmup", type=float, default=2.0 if test else 10.0,
                    help="length of the unprofiled run before it")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="any other config field, as in `a3c train --set`")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output directory (default: benchmarks/results)")
-    p.add_argument("--name", default=None, help="file stem (default: profile-PRESET-MODEL)")
+    common.add_output_args(p, "profile-PRESET-MODEL")
     args = p.parse_args(argv)
     for flag in ("seconds", "warmup"):
         if getattr(args, flag) <= 0:

@@ -168,12 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="alternate local and ray this many times; medians are reported")
     p.add_argument("--calls", type=int, default=50 if test else 300,
                    help="pulls and pushes timed on the wire")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="any other config field, as in `a3c train --set`")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output directory (default: benchmarks/results)")
-    p.add_argument("--name", default=None,
-                   help="file stem (default: throughput-ray-PRESET-MODEL)")
+    common.add_output_args(p, "throughput-ray-PRESET-MODEL")
     args = p.parse_args(argv)
 
     overrides = common.parse_sets(args.set)

@@ -49,26 +49,31 @@ class _DropEvents:
         pass
 
 
-def limit_child(index: int, config: Config, seed: int, conn: Any) -> None:
-    """One process of the limit: the real worker loop on private objects only."""
+def private_state(config: Config) -> SharedState:
+    """What a worker sees of the trainer, with nothing shared: the limit's (and the
+    profile's) stand-in for the shared model, Adam, counters and flags."""
     from a3c_course.envs import env_spaces
     from a3c_course.models import build_model
 
     obs_shape, n_actions = env_spaces(config)
     central = build_model(config, n_actions, obs_shape)
-    # The trainer's own Adam class, but created here: no other process ever sees its state.
-    optimizer = SharedAdam(central.parameters(), lr=config.lr)
     workers = config.workers
-    shared = SharedState(
+    return SharedState(
         model=central,
-        optimizer=optimizer,
+        # The trainer's own Adam class, but created here: no other process sees its state.
+        optimizer=SharedAdam(central.parameters(), lr=config.lr),
         steps=torch.zeros(workers, dtype=torch.int64),
         updates=torch.zeros(workers, dtype=torch.int64),
         nonfinite=torch.zeros(workers, dtype=torch.int64),
         stop=threading.Event(),
-        pause=threading.Event(),  # never set: the limit has no evaluator
+        pause=threading.Event(),  # never set: there is no evaluator
         events=_DropEvents(),
     )
+
+
+def limit_child(index: int, config: Config, seed: int, conn: Any) -> None:
+    """One process of the limit: the real worker loop on private objects only."""
+    shared = private_state(config)
     samples: list[tuple[float, int]] = []
 
     def monitor() -> None:
@@ -212,11 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds skipped before each window opens")
     p.add_argument("--rounds", type=int, default=1,
                    help="alternate limit and trainer this many times; medians are reported")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="any other config field, as in `a3c train --set`")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output directory (default: benchmarks/results)")
-    p.add_argument("--name", default=None, help="file stem (default: throughput-PRESET-MODEL)")
+    common.add_output_args(p, "throughput-PRESET-MODEL")
     args = p.parse_args(argv)
 
     overrides = common.parse_sets(args.set)
