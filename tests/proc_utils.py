@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psutil
+import torch
+
+from a3c_course.checkpoint import Checkpoint
+from a3c_course.models import build_model
 
 A3C = [sys.executable, "-m", "a3c_course"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,3 +216,23 @@ def assert_all_gone(procs: list[psutil.Process], timeout: float = 5.0) -> None:
         except psutil.NoSuchProcess:
             pass
     assert not survivors, f"still running {timeout} s later: {survivors}"
+
+
+def initial_model(checkpoint: Checkpoint, n_actions: int) -> torch.nn.Module:
+    """The shared model as the trainer built it, before any update.
+
+    The trainer does not seed torch; but the checkpoint holds its torch RNG state, which
+    starts with the seed torch picked. Rebuilding the model from that seed must leave the RNG
+    exactly where the trainer's was: the proof that these are the initial weights.
+    """
+    rng = checkpoint.torch_rng
+    assert rng is not None
+    seed = rng[:8].view(torch.int64).item() % 2**64
+    saved = torch.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = build_model(checkpoint.config, n_actions)
+        assert torch.equal(torch.get_rng_state(), rng), "could not rebuild the initial model"
+    finally:
+        torch.set_rng_state(saved)
+    return model

@@ -19,11 +19,10 @@ from typing import Any
 import psutil
 import pytest
 import torch
-from proc_utils import ROOT, Trainer, a3c_env, assert_all_gone, read_rows, run_a3c
+from proc_utils import ROOT, Trainer, a3c_env, assert_all_gone, initial_model, read_rows, run_a3c
 
 from a3c_course.checkpoint import load_checkpoint
 from a3c_course.config import ConfigError, make_config
-from a3c_course.models import build_model
 
 if os.environ.get("A3C_REQUIRE_RAY"):  # make test installs the extra: a skip would hide that
     import ray  # noqa: F401
@@ -45,21 +44,6 @@ def _title(proc: psutil.Process) -> str:
 def _actor_processes(trainer: Trainer, kind: str) -> list[psutil.Process]:
     """The trainer's live descendants that run Ray actor `kind` (Ray titles them ray::Kind)."""
     return [proc for proc in trainer.children() if f"ray::{kind}" in _title(proc)]
-
-
-def _initial_model(checkpoint: Any) -> torch.nn.Module:
-    """The model the driver built before any update, rebuilt from the seed that starts the
-    torch RNG state saved in the checkpoint (the driver draws nothing else from it)."""
-    rng = checkpoint.torch_rng
-    seed = rng[:8].view(torch.int64).item() % 2**64
-    saved = torch.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        model = build_model(checkpoint.config, PONG_ACTIONS)
-        assert torch.equal(torch.get_rng_state(), rng), "could not rebuild the initial model"
-    finally:
-        torch.set_rng_state(saved)
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +111,7 @@ def test_ray_run_writes_the_local_backends_run_dir(ray_run: dict[str, Any]) -> N
 
 def test_ray_run_moved_the_parameter_servers_weights(ray_run: dict[str, Any]) -> None:
     checkpoint = load_checkpoint(ray_run["run_dir"] / "checkpoint.pt")
-    initial = _initial_model(checkpoint).state_dict()
+    initial = initial_model(checkpoint, PONG_ACTIONS).state_dict()
     change = {k: float((checkpoint.model_state[k] - initial[k]).abs().max()) for k in initial}
     assert all(c > 0 for c in change.values()), change
     # One Adam step moves a weight by at most lr (1 - beta1) / sqrt(1 - beta2) ~ 3.2 lr; with

@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 import torch
-from proc_utils import Trainer, assert_all_gone, read_rows, run_a3c
+from proc_utils import Trainer, assert_all_gone, initial_model, read_rows, run_a3c
 
-from a3c_course.checkpoint import Checkpoint, load_checkpoint
+from a3c_course.checkpoint import load_checkpoint
 from a3c_course.config import Config, make_config
-from a3c_course.models import build_model
 from a3c_course.shared_adam import moment_bound
 
 PONG_ACTIONS = 6
@@ -30,26 +29,6 @@ def _run(run_dir: Path, *args: str, timeout: float) -> tuple[dict[str, Any], Tra
         # A normal stop ends every child too.
         assert_all_gone(list(trainer.seen.values()), timeout=5)
         return trainer.summary(), trainer
-
-
-def _initial_model(checkpoint: Checkpoint) -> torch.nn.Module:
-    """The shared model as the trainer built it, before any update.
-
-    The trainer does not seed torch; but the checkpoint holds its torch RNG state, which
-    starts with the seed torch picked. Rebuilding the model from that seed must leave the RNG
-    exactly where the trainer's was: the proof that these are the initial weights.
-    """
-    rng = checkpoint.torch_rng
-    assert rng is not None
-    seed = rng[:8].view(torch.int64).item() % 2**64
-    saved = torch.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        model = build_model(checkpoint.config, PONG_ACTIONS)
-        assert torch.equal(torch.get_rng_state(), rng), "could not rebuild the initial model"
-    finally:
-        torch.set_rng_state(saved)
-    return model
 
 
 def _max_change(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -118,7 +97,7 @@ def test_pong_run_writes_config_metrics_and_checkpoint(
 
 def test_pong_run_changed_every_shared_weight(pong_run: tuple[Path, dict[str, Any], int]) -> None:
     checkpoint = load_checkpoint(pong_run[0] / "checkpoint.pt")
-    initial = _initial_model(checkpoint).state_dict()
+    initial = initial_model(checkpoint, PONG_ACTIONS).state_dict()
     change = _max_change(checkpoint.model_state, initial)
     assert all(c > 0 for c in change.values()), change
     # SharedAdam moves a weight by at most sqrt(K) lr per update, even when Hogwild's unlocked
