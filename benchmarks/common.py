@@ -144,6 +144,37 @@ def add_output_args(parser: Any, stem: str) -> None:
     parser.add_argument("--name", default=None, help=f"file stem (default: {stem})")
 
 
+def add_window_args(parser: Any, alternates: str) -> None:
+    """--workers, --seconds, --warmup and --rounds of the throughput benchmarks, whose rounds
+    alternate `alternates` (e.g. "limit and trainer")."""
+    from a3c_course import TEST_MODE
+
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes (default: the preset's, which is one per core for "
+                             "default)")
+    parser.add_argument("--seconds", type=float, default=10.0 if TEST_MODE else 60.0,
+                        help="length of each measurement window")
+    parser.add_argument("--warmup", type=float, default=5.0 if TEST_MODE else 20.0,
+                        help="seconds skipped before each window opens")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help=f"alternate {alternates} this many times; medians are reported")
+
+
+def config_and_output(args: Any, kind: str) -> tuple[Any, Path]:
+    """The config a benchmark measures (preset, model, env, --workers, --set) and its result
+    file: --out/--name, or results/KIND-PRESET-MODEL[-GAME].json."""
+    from a3c_course.config import make_config
+
+    overrides = parse_sets(args.set)
+    if getattr(args, "workers", None) is not None:
+        overrides["num_workers"] = args.workers
+    config = make_config(args.preset, model=args.model, env=args.env, **overrides)
+    game = config.env_id.split("/")[-1].split("-")[0].lower()
+    name = args.name or "-".join([kind, args.preset, args.model]
+                                 + ([] if game == "pong" else [game]))
+    return config, (args.out or RESULTS) / f"{name}.json"
+
+
 def add_run_args(parser: Any) -> None:
     """--preset, --model and --env, as every benchmark that starts training takes them."""
     parser.add_argument("--preset", default="default")

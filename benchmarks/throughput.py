@@ -33,8 +33,7 @@ from typing import Any
 import common
 import torch
 
-import a3c_course
-from a3c_course.config import Config, make_config
+from a3c_course.config import Config
 from a3c_course.shared_adam import SharedAdam
 from a3c_course.worker import SharedState, train_worker
 
@@ -206,28 +205,13 @@ def measure_trainer(config: Config, warmup: float, seconds: float) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    test = a3c_course.TEST_MODE
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     common.add_run_args(p)
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes (default: the preset's, which is one per core for default)")
-    p.add_argument("--seconds", type=float, default=10.0 if test else 60.0,
-                   help="length of each measurement window")
-    p.add_argument("--warmup", type=float, default=5.0 if test else 20.0,
-                   help="seconds skipped before each window opens")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="alternate limit and trainer this many times; medians are reported")
+    common.add_window_args(p, "limit and trainer")
     common.add_output_args(p, "throughput-PRESET-MODEL")
     args = p.parse_args(argv)
 
-    overrides = common.parse_sets(args.set)
-    if args.workers is not None:
-        overrides["num_workers"] = args.workers
-    config = make_config(args.preset, model=args.model, env=args.env, **overrides)
-    game = config.env_id.split("/")[-1].split("-")[0].lower()
-    name = args.name or "-".join(["throughput", args.preset, args.model]
-                                 + ([] if game == "pong" else [game]))
-    out = (args.out or common.RESULTS) / f"{name}.json"
+    config, out = common.config_and_output(args, "throughput")
     header = common.provenance()
 
     rounds = []
