@@ -31,7 +31,7 @@ import torch
 from throughput import private_state
 
 import a3c_course
-from a3c_course.config import Config, make_config
+from a3c_course.config import Config
 from a3c_course.worker import train_worker
 
 # What the loop's direct callees are, in the words of the worker's own comments.
@@ -128,16 +128,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="length of the profiled run")
     p.add_argument("--warmup", type=float, default=2.0 if test else 10.0,
                    help="length of the unprofiled run before it")
-    common.add_output_args(p, "profile-PRESET-MODEL")
+    common.add_output_args(p, "profile-PRESET-MODEL[-GAME]")
     args = p.parse_args(argv)
     for flag in ("seconds", "warmup"):
         if getattr(args, flag) <= 0:
             p.error(f"--{flag} {getattr(args, flag)}: must be more than 0")
 
-    config = make_config(args.preset, model=args.model, env=args.env,
-                         **common.parse_sets(args.set))
-    name = args.name or f"profile-{args.preset}-{args.model}"
-    out = (args.out or common.RESULTS) / f"{name}.json"
+    config, out = common.config_and_output(args, "profile")
     header = common.provenance()
     torch.set_num_threads(1)  # as in a worker process
     print(f"profiling one worker loop for {args.seconds:g} s ...", file=sys.stderr, flush=True)
