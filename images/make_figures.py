@@ -23,7 +23,13 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle  # noq
 from a3c_course import make_config  # noqa: E402
 from a3c_course.envs import make_env  # noqa: E402
 from a3c_course.models import build_model, count_parameters  # noqa: E402
-from a3c_course.preprocess import crop, resize, scale, to_grayscale  # noqa: E402
+from a3c_course.preprocess import (  # noqa: E402
+    crop,
+    resize,
+    scale,
+    standardize,
+    to_grayscale,
+)
 
 HERE = Path(__file__).resolve().parent
 COMMAND = "made by: python images/make_figures.py"
@@ -52,16 +58,17 @@ def footer(fig: plt.Figure, text: str) -> None:
 
 # ---------------------------------------------------------------------- preprocessing
 def preprocessing_figure(path: Path) -> None:
-    """raw -> crop (the seed's input) -> gray -> 42x42 (the default input), for both games."""
+    """raw -> crop (the seed's input) -> gray -> 42x42 -> standardize (the default input)."""
     seed, default = make_config("seed"), make_config("default")
     top, bottom = seed.crop_top, seed.crop_bottom
     games = {"Pong": "pong", "SpaceInvaders": "spaceinvaders"}
-    fig, axes = plt.subplots(2, 4, figsize=(11, 7.2), gridspec_kw={"wspace": 0.35})
+    fig, axes = plt.subplots(2, 5, figsize=(13.5, 7.2), gridspec_kw={"wspace": 0.35})
     for row, (title, game) in enumerate(games.items()):
         raw = raw_frame(game)
         cropped = crop(raw, top, bottom)
         gray = to_grayscale(cropped)
         small = scale(resize(gray, default.frame_size))
+        standardized = standardize(resize(gray, default.frame_size))
         ax = axes[row, 0]
         ax.imshow(raw)
         # Shade what the crop throws away: score board on top, border at the bottom.
@@ -76,21 +83,27 @@ def preprocessing_figure(path: Path) -> None:
         axes[row, 2].set_title(f"grayscale: 1x{gray.shape[0]}x{gray.shape[1]}", fontsize=9)
         axes[row, 3].imshow(small, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         axes[row, 3].set_title(f"resize (area): 1x{small.shape[0]}x{small.shape[1]}\n"
-                               "= default input, /255", fontsize=9)
+                               "/255, drawn on 0..1", fontsize=9)
+        # Standardized values have no fixed range: a symmetric one keeps 0 (the mean) mid-gray.
+        limit = float(np.abs(standardized).max())
+        axes[row, 4].imshow(standardized, cmap="gray", vmin=-limit, vmax=limit,
+                            interpolation="nearest")
+        axes[row, 4].set_title(f"standardize (own mean, std)\n= default input, "
+                               f"drawn on \u00b1{limit:.1f}", fontsize=9)
         axes[row, 0].tick_params(labelsize=7)
-        for col in range(1, 4):
+        for col in range(1, 5):
             # Pixel ticks only on the raw frame: they would collide with the arrows.
             axes[row, col].set_xticks([])
             axes[row, col].set_yticks([])
-        for col in range(3):
+        for col in range(4):
             # An arrow between neighbouring panels, in figure coordinates.
             a, b = axes[row, col].get_position(), axes[row, col + 1].get_position()
             fig.add_artist(FancyArrowPatch((a.x1 + 0.005, (a.y0 + a.y1) / 2),
                                            (b.x0 - 0.005, (b.y0 + b.y1) / 2),
                                            transform=fig.transFigure, arrowstyle="-|>",
                                            mutation_scale=14, color="0.3"))
-    fig.suptitle("Preprocessing: seed preset = crop only (3x160x160 RGB); "
-                 "default preset = crop, gray, 42x42", fontsize=11)
+    fig.suptitle("Preprocessing: seed preset = crop only (3x160x160 RGB, /255); "
+                 "default preset = crop, gray, 42x42, standardized", fontsize=11)
     footer(fig, f"real ALE frames: reset(seed={SEED}), {STEP} seeded random steps")
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
