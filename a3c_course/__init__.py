@@ -1,7 +1,8 @@
 """a3c-course: Hogwild A3C on Atari Pong and SpaceInvaders, for teaching.
 
-The modules, bottom to top: config, preprocess, envs, models, loss, shared_adam, worker,
-evaluator, checkpoint, trainer, video, cli.
+The modules, bottom to top: config, preprocess, envs, models, loss, shared_adam, children
+(the contract between the trainer and its children), worker, evaluator, checkpoint, rundir,
+local_backend and ray_backend, trainer, video, plots, cli.
 """
 
 from .config import PRESETS, Config, ConfigError, make_config

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-from .config import PRESETS, Config, ConfigError, make_config, parse_value
+from .config import PRESETS, Config, ConfigError, make_config, parse_sets
 
 EXIT_BAD_INPUT = 2
 
@@ -112,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--render", action="store_true",
                    help="show the greedy evaluator's games in a window (needs a display)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--json", action="store_true",
+                   help="end with one JSON line (for scripts) instead of a few lines in words")
+    t.add_argument("--tensorboard", action="store_true",
+                   help="also write the metrics to RUN_DIR/tensorboard (pip install "
+                   "'a3c-course[tensorboard]')")
     t.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local: worker processes on this machine (default); ray: Ray actors "
                    "around a parameter server (pip install 'a3c-course[ray]')")
@@ -152,11 +158,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         overrides["target_score"] = args.target_score
     if args.render:
         overrides["eval_render"] = True
-    for item in args.set:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r} is not FIELD=VALUE")
-        name, text = item.split("=", 1)
-        overrides[name.strip()] = parse_value(name.strip(), text.strip())
+    overrides.update(parse_sets(args.set))
     given = {k: v for k, v in overrides.items() if v is not None}
     if args.resume:
         if args.run_dir is None:
@@ -176,26 +178,28 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def cmd_train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
-    from .trainer import TrainingError, train
+    from .trainer import EXIT_CODES, TrainingError, train
 
     if args.backend == "ray":
         from .ray_backend import require_ray
 
         require_ray()  # before anything is loaded or written
+    if args.tensorboard:
+        from .rundir import require_tensorboard
+
+        require_tensorboard()
     config = config_from_args(args)
     try:
         result = train(config, args.run_dir, resume=args.resume, overwrite=args.overwrite,
                        progress=not args.no_progress,
                        command=shlex.join(["a3c", *(sys.argv[1:] if argv is None else argv)]),
-                       backend=args.backend, address=args.address)
+                       backend=args.backend, address=args.address,
+                       tensorboard=args.tensorboard)
     except TrainingError as e:
         print(f"a3c: training stopped: {e}", file=sys.stderr)
         return 1
-    summary = {"run_dir": str(result.run_dir), "stop_reason": result.stop_reason,
-               "steps": result.steps, "minutes": round(result.time_s / 60, 2),
-               "last_eval": result.last_eval, "confirmed_mean": result.confirmed_mean}
-    print(json.dumps(summary))
-    return {"interrupted": 130, "terminated": 143}.get(result.stop_reason, 0)
+    print(json.dumps(result.summary()) if args.json else result.describe())
+    return EXIT_CODES.get(result.stop_reason, 0)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -246,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--address {args.address} needs --backend ray (the local backend runs "
                      "on this machine)")
     from .checkpoint import CheckpointError
-    from .trainer import RunDirError
+    from .rundir import RunDirError
 
     try:
         if args.command == "train":
@@ -264,5 +268,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The `a3c` command's entry point: `main`, then an immediate exit.
+
+    Everything is written and closed when `main` returns; the interpreter's own tear-down
+    of torch and the emulator would only add seconds (many on a busy machine) before the
+    process, and the multiprocessing helper that lives as long as it, are gone.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

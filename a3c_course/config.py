@@ -336,6 +336,17 @@ def parse_value(name: str, text: str) -> Any:
         raise ConfigError(f"{name}={text!r} is not a valid {kind}") from None
 
 
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``--set FIELD=VALUE`` items (the CLI's and the benchmarks') into typed overrides."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r} is not FIELD=VALUE")
+        name, text = item.split("=", 1)
+        overrides[name.strip()] = parse_value(name.strip(), text.strip())
+    return overrides
+
+
 # ---------------------------------------------------------------------- checks
 def _check_type(name: str, value: Any, hint: Any) -> None:
     hint = str(hint)
@@ -390,6 +401,7 @@ __all__ = [
     "field_docs",
     "field_names",
     "make_config",
+    "parse_sets",
     "parse_value",
     "resolve_env_id",
 ]

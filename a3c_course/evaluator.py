@@ -9,17 +9,24 @@ confirms, the workers wait (`confirm_pause`): the confirmation then has the core
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from .children import (
+    Confirmation,
+    Evaluation,
+    ParentWatch,
+    SharedState,
+    init_child,
+    lower_priority,
+    wait_for,
+)
 from .config import Config
 from .envs import make_env
 from .models import ActorCritic, build_model, copy_weights
-from .worker import SharedState, init_child, parent_alive
 
 
 @torch.no_grad()
@@ -64,31 +71,33 @@ def evaluate_model(model: ActorCritic, config: Config, episodes: int, seed: int 
 
 
 def evaluator_process(config: Config, shared: SharedState, parent_pid: int, seed: int) -> None:
-    """The body of the evaluator child process."""
+    """The body of the evaluator child."""
     init_child()
-    if config.eval_nice:
-        os.nice(config.eval_nice)  # yield the cores to the workers; evaluation can wait
+    lower_priority(config.eval_nice)  # yield the cores to the workers; evaluation can wait
+    # A restarted evaluator may have died while confirming: the workers must not keep waiting.
+    shared.pause.clear()
+    parent = ParentWatch(parent_pid)
     env = make_env(config, train=False, render_mode="human" if config.eval_render else None)
     model = build_model(config, int(env.action_space.n), env.observation_space.shape)
     model.eval()
 
     def should_stop() -> bool:
-        return shared.stop.is_set() or not parent_alive(parent_pid)
+        return shared.stop.is_set() or not parent.alive()
 
     episode = 0
     while not should_stop():
         copy_weights(model, shared.model)  # follow training: fresh weights every episode
-        steps_at_load = int(shared.steps.sum())
+        steps_at_load = shared.counters.steps()
         score, length = play_episode(model, env, seed=seed + episode, should_stop=should_stop)
         episode += 1
         if should_stop():
             break
-        shared.events.put(("eval", score, length, steps_at_load))
+        shared.events.put(Evaluation(score, length, steps_at_load))
         if config.target_score is not None and score >= config.target_score:
             # CONFIRM: the same frozen weights, fresh episodes, the mean decides. The workers
             # wait meanwhile (confirm_pause), so this takes seconds, not minutes at nice 10.
             scores = []
-            steps_before = int(shared.steps.sum())
+            steps_before = shared.counters.steps()
             if config.confirm_pause:
                 shared.pause.set()
             try:
@@ -100,12 +109,12 @@ def evaluator_process(config: Config, shared: SharedState, parent_pid: int, seed
                         break
             finally:
                 shared.pause.clear()
-            steps_during = int(shared.steps.sum()) - steps_before
+            steps_during = shared.counters.steps() - steps_before
             if len(scores) == config.eval_episodes:
                 # The weights travel along: the trainer keeps the best confirmed agent, since
                 # the shared weights go on changing after this.
-                weights = {k: v.clone() for k, v in model.state_dict().items()}
-                shared.events.put(("confirm", scores, steps_at_load, weights, steps_during))
+                weights = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+                shared.events.put(Confirmation(scores, steps_at_load, weights, steps_during))
         if config.eval_interval_s:
-            shared.stop.wait(config.eval_interval_s)
+            wait_for(shared.stop, config.eval_interval_s)
     env.close()

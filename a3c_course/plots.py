@@ -56,3 +56,29 @@ def plot_learning_curve(rows: list[dict[str, Any]], ax=None, x: str = "minutes",
     ax.set_ylabel("game score")
     ax.grid(alpha=0.3)
     return ax
+
+
+DIAGNOSTICS = (("entropy", "policy entropy (nats per step)"),
+               ("value_loss", "value loss (per step)"),
+               ("policy_loss", "policy loss (per step)"),
+               ("grad_norm", "gradient norm (before clipping)"))
+
+
+def plot_diagnostics(rows: list[dict[str, Any]], axes=None, x: str = "minutes",
+                     label: str | None = None):
+    """The learning diagnostics of the `progress` rows: entropy, value loss, policy loss and
+    the gradient's norm, one panel each (rows written before any update are skipped)."""
+    import matplotlib.pyplot as plt
+
+    if x not in ("minutes", "steps"):
+        raise ValueError(f"x={x!r}: allowed are 'minutes', 'steps'")
+    if axes is None:
+        _, axes = plt.subplots(1, len(DIAGNOSTICS), figsize=(12, 2.6))
+    for ax, (name, title) in zip(axes, DIAGNOSTICS, strict=True):
+        points = [r for r in rows if r.get("event") == "progress" and r.get(name) is not None]
+        xs = [r["time_s"] / 60 if x == "minutes" else r["steps"] for r in points]
+        ax.plot(xs, [r[name] for r in points], label=label)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("wall-clock minutes" if x == "minutes" else "agent steps", fontsize=8)
+        ax.grid(alpha=0.3)
+    return axes

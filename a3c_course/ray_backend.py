@@ -12,13 +12,14 @@ Who runs where:
   loads the weights it answers with into the mirror. That is the only remote call per rollout.
 - an **evaluator** actor runs :func:`a3c_course.evaluator.evaluator_process` itself (greedy
   play, confirmation of the target), against a stand-in that reads the server.
-- the **driver** is the trainer's own loop (:class:`a3c_course.trainer._Run`): run directory,
-  metrics rows, checkpoints, best.pt, budgets, resume and signals, with children that are
-  actors instead of processes.
+- the **driver** is the trainer's own session (:mod:`a3c_course.trainer`): run directory,
+  metrics rows, checkpoints, best.pt, budgets, resume and signals. :class:`RayBackend` is its
+  :class:`a3c_course.children.Backend`, with actors for children instead of processes.
 
 Weights and gradients travel as one flat float32 vector (numpy, so Ray hands it over without
 pickling tensors). A worker actor that dies is restarted by Ray (``max_restarts=-1``) and its
-loop is resubmitted (``max_task_retries=-1``); the trainer logs a ``worker_restart`` row.
+loop is resubmitted (``max_task_retries=-1``); the server reports it as a
+:class:`~a3c_course.children.Restarted` event, and the trainer logs a ``worker_restart`` row.
 Every node of a cluster needs this package and its dependencies installed.
 """
 
@@ -39,12 +40,27 @@ from typing import Any
 import numpy as np
 import torch
 
+from .children import (
+    EXIT_DIVERGED,
+    STOP_GRACE_S,
+    Event,
+    Fatal,
+    Poll,
+    Restarted,
+    SharedState,
+    Totals,
+    TrainingError,
+    WorkerCounters,
+    diverged_message,
+    evaluator_seed,
+    worker_seed,
+)
 from .config import Config, ConfigError
 from .envs import env_spaces
 from .evaluator import evaluator_process
 from .models import ActorCritic, build_model
-from .trainer import STOP_GRACE_S, TrainingError, _Run
-from .worker import EXIT_DIVERGED, SharedState, child_seed, train_worker
+from .shared_adam import SharedAdam
+from .worker import train_worker
 
 try:
     import ray
@@ -121,10 +137,8 @@ class ParameterServer:
         for p in self.params:
             p.grad = torch.zeros_like(p)
         self.out = torch.zeros(flat_size(self.model))
-        self.steps = [0] * workers
-        self.updates = [0] * workers
-        self.nonfinite = [0] * workers
-        self.events: list[tuple[Any, ...]] = []
+        self.counters = WorkerCounters(workers, shared=False)
+        self.events: list[Event] = []
         self.starts: dict[str, int] = {}
         self.flags = {"stop": False, "pause": False}
 
@@ -132,31 +146,28 @@ class ParameterServer:
         """A child (re)starts: returns how many times it has started, 1 the first time."""
         starts = self.starts[name] = self.starts.get(name, 0) + 1
         if starts > 1:
-            self.events.append(("restart", name))
-            if name == "evaluator":
-                self.flags["pause"] = False  # a dead evaluator must not leave the workers waiting
+            self.events.append(Restarted(name, None))
         return starts
 
     def pull(self) -> tuple[np.ndarray, bool, bool]:
         """The current weights, and the stop and pause flags."""
         return flatten(self.params, self.out), self.flags["stop"], self.flags["pause"]
 
-    def push(self, index: int, grads: np.ndarray, report: dict[str, Any]
+    def push(self, index: int, grads: np.ndarray, report: WorkerReport
              ) -> tuple[np.ndarray, bool, bool]:
         """Apply one worker's clipped gradients with Adam; answer as `pull` does."""
         unflatten(grads, [p.grad for p in self.params])
         self.optimizer.step()
-        self.updates[index] += 1
+        self.counters.table[index, WorkerCounters.COLUMNS.index("updates")] += 1
         self.report(index, report)
         return self.pull()
 
-    def report(self, index: int, report: dict[str, Any]) -> None:
-        """A worker's counts since its last report, and the episodes it finished."""
-        self.steps[index] += report["steps"]
-        self.nonfinite[index] += report["nonfinite"]
-        self.events.extend(report["events"])
+    def report(self, index: int, report: WorkerReport) -> None:
+        """A worker's counters since its last report, and the episodes it finished."""
+        self.counters.table[index] += torch.tensor(report.counters, dtype=torch.float64)
+        self.events.extend(report.events)
 
-    def post(self, event: tuple[Any, ...]) -> None:
+    def post(self, event: Event) -> None:
         self.events.append(event)
 
     def get_flag(self, name: str) -> bool:
@@ -168,20 +179,27 @@ class ParameterServer:
     def set_flag(self, name: str, value: bool) -> None:
         self.flags[name] = value
 
-    def worker_steps(self) -> list[int]:
-        return list(self.steps)
+    def total_steps(self) -> int:
+        return self.counters.steps()
 
-    def poll(self) -> dict[str, Any]:
-        """For the driver: the totals, which children have started, the events since the last
-        poll."""
+    def poll(self) -> tuple[Poll, list[str]]:
+        """For the driver: the totals and the events since the last poll, and which
+        children have started."""
         events, self.events = self.events, []
-        return {"steps": sum(self.steps), "updates": sum(self.updates),
-                "nonfinite": sum(self.nonfinite), "started": sorted(self.starts),
-                "events": events}
+        return Poll(self.counters.totals(), events), sorted(self.starts)
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Model and Adam state, for a checkpoint."""
         return self.model.state_dict(), self.optimizer.state_dict()
+
+
+@dataclass
+class WorkerReport:
+    """What a worker actor sends with each push: its counter row's change since the last
+    report (WorkerCounters.COLUMNS), and the episodes it finished."""
+
+    counters: list[float]
+    events: list[Event]
 
 
 class _Sink:
@@ -190,13 +208,13 @@ class _Sink:
 
     def __init__(self, server: Any) -> None:
         self.server = server
-        self.buffer: list[tuple[Any, ...]] = []
+        self.buffer: list[Event] = []
 
-    def put(self, event: tuple[Any, ...]) -> None:
-        if event[0] == "episode":
-            self.buffer.append(event)
-        else:
+    def put(self, event: Event) -> None:
+        if isinstance(event, Fatal):
             ray.get(self.server.post.remote(event))
+        else:
+            self.buffer.append(event)
 
 
 class _ReplyFlag:
@@ -218,32 +236,33 @@ class _ReplyFlag:
 class _WorkerLink:
     """The optimizer a worker actor's train_worker steps: ``step()`` sends the gradients the
     worker handed to the mirror model (clipped, finite) to the parameter server, with the
-    steps and episodes since the last push, and loads the weights it answers into the mirror,
-    which the next SYNC copies."""
+    counters and episodes since the last push, and loads the weights it answers into the
+    mirror, which the next SYNC copies."""
 
     def __init__(self, index: int, config: Config, server: Any) -> None:
         self.index, self.server = index, server
         self.mirror = model_for(config)
         self.params = list(self.mirror.parameters())
         self.grads = torch.zeros(flat_size(self.mirror))
-        self.steps = torch.zeros(config.workers, dtype=torch.int64)
-        self.nonfinite = torch.zeros(config.workers, dtype=torch.int64)
-        self.reported = [0, 0]
+        self.counters = WorkerCounters(config.workers, shared=False)
+        self.reported = torch.zeros(len(WorkerCounters.COLUMNS), dtype=torch.float64)
         self.events = _Sink(server)
         self.stop, self.pause = _ReplyFlag(self, "stop"), _ReplyFlag(self, "pause")
         self._take(ray.get(server.pull.remote()))
 
     def shared_state(self) -> SharedState:
-        return SharedState(model=self.mirror, optimizer=self,  # type: ignore[arg-type]
-                           steps=self.steps, updates=torch.zeros_like(self.steps),
-                           nonfinite=self.nonfinite, stop=self.stop,  # type: ignore[arg-type]
-                           pause=self.pause, events=self.events)  # type: ignore[arg-type]
+        return SharedState(model=self.mirror, optimizer=self, counters=self.counters,
+                           stop=self.stop, pause=self.pause,  # type: ignore[arg-type]
+                           events=self.events)
 
-    def _report(self) -> dict[str, Any]:
-        steps, nonfinite = int(self.steps[self.index]), int(self.nonfinite[self.index])
-        report = {"steps": steps - self.reported[0], "nonfinite": nonfinite - self.reported[1],
-                  "events": self.events.buffer}
-        self.reported = [steps, nonfinite]
+    def _report(self) -> WorkerReport:
+        row = self.counters.table[self.index].clone()
+        delta = row - self.reported
+        # The server counts updates itself, as it applies them (the worker counts its own
+        # only after step() returns, one push later).
+        delta[WorkerCounters.COLUMNS.index("updates")] = 0
+        report = WorkerReport(delta.tolist(), self.events.buffer)
+        self.reported = row
         self.events.buffer = []
         return report
 
@@ -257,7 +276,7 @@ class _WorkerLink:
         self._take(ray.get(self.server.push.remote(self.index, grads, self._report())))
 
     def flush(self) -> None:
-        """Report what no push has carried yet (the last episodes, a non-finite update)."""
+        """Report what no push has carried yet (the last update, episodes, a skipped update)."""
         ray.get(self.server.report.remote(self.index, self._report()))
 
 
@@ -269,7 +288,7 @@ class A3CWorker:
         server = ray.get_actor(server_name)
         starts = ray.get(server.register.remote(f"worker-{index}"))
         self.index, self.config = index, config
-        self.seed = child_seed(config.seed, 0, index, generation, starts)
+        self.seed = worker_seed(config.seed, index, generation, starts)
         self.link = _WorkerLink(index, config, server)
 
     def run(self) -> int:
@@ -299,39 +318,41 @@ class _RemoteFlag:
     def clear(self) -> None:
         ray.get(self.server.set_flag.remote(self.name, False))
 
-    def wait(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.is_set() and time.monotonic() < deadline:
-            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-        return self.is_set()
 
-
-class _RemoteEvents:
+class _RemoteSink:
     def __init__(self, server: Any) -> None:
         self.server = server
 
-    def put(self, event: tuple[Any, ...]) -> None:
+    def put(self, event: Event) -> None:
         ray.get(self.server.post.remote(event))
+
+
+class _RemoteSteps:
+    """SharedState.counters as the evaluator reads it: the workers' total steps."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+
+    def steps(self) -> int:
+        return ray.get(self.server.total_steps.remote())
 
 
 class _EvaluatorLink:
     """What evaluator_process reads of SharedState, served by the parameter server: fresh
-    weights each time it reads `model`, the workers' step counts each time it reads `steps`."""
+    weights each time it reads `model`."""
 
     def __init__(self, config: Config, server: Any) -> None:
         self.server = server
         self._model = model_for(config)
         self.stop, self.pause = _RemoteFlag(server, "stop"), _RemoteFlag(server, "pause")
-        self.events = _RemoteEvents(server)
+        self.events = _RemoteSink(server)
+        self.counters = _RemoteSteps(server)
+        self.optimizer = None
 
     @property
     def model(self) -> ActorCritic:
         unflatten(ray.get(self.server.pull.remote())[0], list(self._model.parameters()))
         return self._model
-
-    @property
-    def steps(self) -> torch.Tensor:
-        return torch.tensor(ray.get(self.server.worker_steps.remote()))
 
 
 class A3CEvaluator:
@@ -341,7 +362,7 @@ class A3CEvaluator:
         server = ray.get_actor(server_name)
         starts = ray.get(server.register.remote("evaluator"))
         self.config = config
-        self.seed = child_seed(config.seed, 1, 0, generation, starts)
+        self.seed = evaluator_seed(config.seed, generation, starts)
         self.link = _EvaluatorLink(config, server)
 
     def run(self) -> int:
@@ -417,27 +438,25 @@ def ray_session(config: Config, address: str | None) -> Iterator[RaySession]:
                 os.environ[k] = old
 
 
-class RayRun(_Run):
-    """The trainer's run, with Ray actors as children (see the module docstring)."""
+class RayBackend:
+    """The trainer's children as Ray actors (see the module docstring)."""
 
-    backend = "ray"
+    name = "ray"
 
-    def __init__(self, *args: Any, session: RaySession, **kwargs: Any) -> None:
-        self.session = session
-        super().__init__(*args, **kwargs)
-
-    def _setup_children(self) -> None:
+    def __init__(self, config: Config, model: torch.nn.Module, optimizer: SharedAdam,
+                 session: RaySession) -> None:
+        self.config, self.model, self.optimizer, self.session = config, model, optimizer, session
         self.server: Any = None
         self.actors: dict[str, Any] = {}
         self.tasks: dict[str, Any] = {}  # name -> the ObjectRef of the actor's run()
-        self.totals = (0, 0, 0)
+        self.totals = Totals()
         self.started: list[str] = []
-        self.stopping = False
+        self.children_started = 0.0
 
-    def _start_children(self) -> None:
-        config, generation = self.config, int(self.counters["generation"])
+    def start(self, generation: int) -> None:
+        config = self.config
         # The server and the evaluator take no CPU slot: the cluster's CPUs go to workers
-        # (the local backend's evaluator shares the cores too, at nice 10).
+        # (the local backend's evaluator shares the cores too, at a lower priority).
         server_class = ray.remote(num_cpus=0, max_restarts=0)(ParameterServer)
         worker_class = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(A3CWorker)
         evaluator_class = ray.remote(num_cpus=0, max_restarts=-1,
@@ -451,8 +470,8 @@ class RayRun(_Run):
         for i in range(config.workers):
             self.actors[f"worker-{i}"] = worker_class.remote(i, config, name, generation)
         self.actors["evaluator"] = evaluator_class.remote(config, name, generation)
-        for name, actor in self.actors.items():
-            self.tasks[name] = actor.run.remote()
+        for child, actor in self.actors.items():
+            self.tasks[child] = actor.run.remote()
         self.children_started = time.monotonic()
 
     def _call(self, method: Any, *args: Any) -> Any:
@@ -463,65 +482,60 @@ class RayRun(_Run):
             raise TrainingError(f"the parameter server is gone ({type(e).__name__}); resume "
                                 "from the last checkpoint") from None
 
-    def _events(self) -> Iterator[tuple[Any, ...]]:
+    def poll(self) -> Poll:
+        """The server's totals and events (restarts among them: Ray restarts a dead actor);
+        an actor whose run() ended, or workers that never started, as Fatal events."""
         if self.server is None:
-            return
-        poll = self._call(self.server.poll)
-        self.totals = (poll["steps"], poll["updates"], poll["nonfinite"])
-        self.started = poll["started"]
-        for event in poll["events"]:
-            if event[0] == "restart":  # Ray restarted a dead actor: log it, count it
-                if not self.stopping:
-                    self._count_restart(event[1], None)
-            else:
-                yield event
+            return Poll(self.totals)
+        poll, self.started = self._call(self.server.poll)
+        self.totals = poll.totals
+        return Poll(self.totals, poll.events + self._ended())
 
-    def _worker_totals(self) -> tuple[int, int, int]:
-        return self.totals
-
-    def _watch_children(self) -> None:
-        """An actor's run() ends only on a stop, a divergence or an error: any other end
-        stops the run. Restarts come as events from the server (see _events)."""
-        if not self.tasks:
-            return
+    def _ended(self) -> list[Event]:
+        """An actor's run() ends only on a stop, a divergence or an error."""
+        found: list[Event] = []
         done, _ = ray.wait(list(self.tasks.values()), num_returns=len(self.tasks), timeout=0)
-        for name, task in self.tasks.items():
+        for child, task in self.tasks.items():
             if task not in done:
                 continue
             try:
                 code = ray.get(task)
             except ray.exceptions.RayError as e:
-                raise TrainingError(f"{name} failed: {str(e).strip().splitlines()[-1]}") from None
-            if code == EXIT_DIVERGED:
-                self._drain()  # the worker's own message is on the server
-                raise TrainingError(f"{name} stopped: the model diverged (non-finite gradients)")
-            raise TrainingError(f"{name} ended on its own (code {code})")
+                found.append(Fatal(child, f"{child} failed: "
+                                          f"{str(e).strip().splitlines()[-1]}"))
+                continue
+            found.append(Fatal(child, diverged_message(child) if code == EXIT_DIVERGED
+                               else f"{child} ended on its own (code {code})"))
         workers = len([n for n in self.started if n.startswith("worker")])
         if (workers < self.config.workers
                 and time.monotonic() - self.children_started > START_TIMEOUT_S):
-            raise TrainingError(
+            found.append(Fatal("worker", (
                 f"only {workers} of {self.config.workers} worker actors started within "
                 f"{START_TIMEOUT_S:.0f} s: does the cluster have {self.config.workers} free "
-                f"CPUs (it has {self.session.cpus:g})?")
+                f"CPUs (it has {self.session.cpus:g})?")))
+        return found
 
-    def _stop_children(self) -> None:
+    def stop(self) -> Poll:
         """Stop flag on the server, a moment for the actors to finish, then kill them. The
         server stays until the final checkpoint; ray_session shuts everything down."""
-        self.stopping = True
         if self.server is None:
-            return
+            return Poll(self.totals)
+        events: list[Event] = []
         with contextlib.suppress(ray.exceptions.RayError, TimeoutError):
             ray.get(self.server.set_flag.remote("stop", True), timeout=10)
             ray.wait(list(self.tasks.values()), num_returns=len(self.tasks),
                      timeout=STOP_GRACE_S + 2.0)
         with contextlib.suppress(TrainingError):
-            self._drain(stopping=True)
+            poll, _ = self._call(self.server.poll)
+            self.totals = poll.totals
+            events = poll.events
         for actor in self.actors.values():
             with contextlib.suppress(ray.exceptions.RayError):
                 ray.kill(actor)
         self.tasks = {}
+        return Poll(self.totals, events)
 
-    def _sync_model(self) -> bool:
+    def sync_model(self) -> bool:
         if self.server is None:
             return False
         try:

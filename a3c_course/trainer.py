@@ -1,32 +1,25 @@
-"""The trainer owns every process of a run: it starts them, watches them, restarts a worker
-that dies, stops them all (on a budget, a target, an error, Ctrl-C or SIGTERM) and writes the
-run directory:
+"""The training session: budgets, the trainer's loop, checkpoints and the best agent.
 
-- ``config.json``   the run's :class:`Config`, written first
-- ``metrics.jsonl`` one JSON object a line, append-only; every row has ``event``, ``time_s``
-  and ``steps``; evaluation rows have ``eval_return``
-- ``checkpoint.pt`` model, shared Adam state and counters, replaced atomically
-- ``best.pt``       the agent whose confirmed greedy mean was best (when a target is set)
-
-The children are processes on this machine (``backend="local"``) or actors on a Ray cluster
-(``backend="ray"``, :mod:`a3c_course.ray_backend`); everything above is the same for both.
+:func:`train` builds the shared model and Adam (seeded, or from a checkpoint), hands them
+to a backend that runs the children (:mod:`a3c_course.local_backend`: processes on this
+machine; :mod:`a3c_course.ray_backend`: Ray actors), and then loops: poll the children,
+turn their events into metrics rows (:mod:`a3c_course.rundir`), checkpoint, and stop at
+the first of a budget, the confirmed target, a stop hook, an error, Ctrl-C or SIGTERM.
+The contract with the children is :mod:`a3c_course.children`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import json
-import multiprocessing as mp
+import hashlib
 import os
-import queue
 import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,32 +33,68 @@ from .checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from .children import (
+    Backend,
+    Confirmation,
+    Episode,
+    Evaluation,
+    Event,
+    Fatal,
+    Restarted,
+    Totals,
+    TrainingError,
+    first_seeds,
+)
 from .config import Config, ConfigError
 from .envs import env_spaces
-from .evaluator import evaluator_process
-from .models import build_model
+from .models import ActorCritic, build_model
+from .rundir import (
+    MetricsLog,
+    RunDirError,
+    default_run_dir,
+    prepare_run_dir,
+    read_metrics,
+    write_json,
+)
 from .shared_adam import SharedAdam
-from .worker import EXIT_DIVERGED, SharedFlag, SharedState, child_seed, train_worker
 
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "best.pt")
-POLL_S = 0.25  # how often the trainer looks at its children and the event queue
-PROGRESS_ROW_S = 10.0  # how often a throughput row goes to metrics.jsonl
+__all__ = ["BACKENDS", "Counters", "RunDirError", "TrainResult", "TrainingError",
+           "initial_model", "read_metrics", "train"]
+
+POLL_S = 0.25  # how often the trainer looks at its children
+PROGRESS_ROW_S = 10.0  # how often a progress row goes to metrics.jsonl
 MAX_RESTARTS = 5  # a child that dies this many times ...
 RESTART_WINDOW_S = 60.0  # ... within this many seconds stops the run
-STOP_GRACE_S = 3.0  # children get this long to finish after the stop event, then are killed
 BACKENDS = ("local", "ray")
-
-
-class RunDirError(ValueError):
-    """The run directory cannot be used as asked (exists, or has nothing to resume)."""
-
-
-class TrainingError(RuntimeError):
-    """The run had to stop: a child kept dying, or the model diverged."""
+EXIT_CODES = {"interrupted": 130, "terminated": 143}  # as a shell reports those signals
 
 
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into the same clean stop as Ctrl-C."""
+    """SIGTERM (or Ctrl-Break on Windows), turned into the same clean stop as Ctrl-C."""
+
+
+@dataclass
+class Counters:
+    """The run's counters, saved in every checkpoint (totals over every session)."""
+
+    steps: int = 0  # agent steps, summed over the workers
+    time_s: float = 0.0  # training wall-clock seconds
+    episodes: int = 0  # training episodes finished
+    restarts: int = 0  # children restarted after dying
+    updates: int = 0  # updates applied to the shared model
+    nonfinite: int = 0  # updates skipped for a non-finite gradient
+    generation: int = 0  # how many times the run was resumed
+    metrics_rows: int = 0  # rows of metrics.jsonl that this checkpoint covers
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> Counters:
+        """From a checkpoint's counters (fields it predates keep their defaults)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in saved.items() if k in names}
+        return cls(**{k: (float(v) if k == "time_s" else int(v)) for k, v in values.items()})
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
 
 
 @dataclass
@@ -73,115 +102,117 @@ class TrainResult:
     """How a run ended."""
 
     run_dir: Path
-    stop_reason: str  # steps | minutes | target | interrupted | terminated | error
+    stop_reason: str  # steps | minutes | target | stopped | interrupted | terminated | error
     steps: int
     time_s: float
     episodes: int
     restarts: int
     last_eval: float | None
-    confirmed_mean: float | None
+    confirmed_mean: float | None  # the best confirmed greedy mean (None: never confirmed)
+    config: Config | None = None
 
+    def summary(self) -> dict[str, Any]:
+        """The machine-readable line of `a3c train --json`."""
+        return {"run_dir": str(self.run_dir), "stop_reason": self.stop_reason,
+                "steps": self.steps, "minutes": round(self.time_s / 60, 2),
+                "last_eval": self.last_eval, "confirmed_mean": self.confirmed_mean}
 
-def default_run_dir(config: Config) -> Path:
-    game = config.env_id.split("/")[-1].split("-")[0].lower()
-    return Path("runs") / f"{game}-{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber a run unless told; on resume, require a checkpoint."""
-    if resume and overwrite:
-        raise RunDirError("resume and overwrite exclude each other: choose one")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"run directory {str(run_dir)!r} is a file: give a directory")
-    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
-    if resume:
-        if not (run_dir / "checkpoint.pt").is_file():
-            raise RunDirError(f"cannot resume: {str(run_dir)!r} holds no checkpoint.pt")
-        return
-    if existing and not overwrite:
-        raise RunDirError(
-            f"run directory {str(run_dir)!r} already holds a run ({', '.join(existing)}): "
-            "resume it (--resume), overwrite it (--overwrite) or choose another --run-dir")
-    if existing:
-        for name in existing:
-            (run_dir / name).unlink()
-        for extra in run_dir.glob("metrics.discarded.jsonl"):
-            extra.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-
-class _Metrics:
-    """metrics.jsonl: the trainer is its only writer."""
-
-    def __init__(self, path: Path, keep_rows: int | None) -> None:
-        self.path = path
-        if keep_rows is not None and path.exists():
-            # Resume: rows logged after the checkpoint belong to training that was lost with
-            # the crash. Keep them, but out of the way, so the curve stays one timeline.
-            lines = path.read_text().splitlines(keepends=True)
-            if len(lines) > keep_rows:
-                with open(path.with_name("metrics.discarded.jsonl"), "a") as f:
-                    f.writelines(lines[keep_rows:])
-                tmp = path.with_name(path.name + ".tmp")
-                tmp.write_text("".join(lines[:keep_rows]))
-                os.replace(tmp, path)
-            self.rows = min(len(lines), keep_rows)
+    def describe(self) -> str:
+        """A few lines in words: why it stopped, the scores, where the run is, what next."""
+        config = self.config
+        target = config.target_score if config else None
+        why = {
+            "target": "the greedy agent reached the target",
+            "steps": "the step budget ran out",
+            "minutes": "the time budget ran out",
+            "stopped": "it was asked to stop",
+            "interrupted": "it was interrupted (Ctrl-C)",
+            "terminated": "it was terminated (SIGTERM)",
+            "error": "of an error (see above)",
+        }.get(self.stop_reason, self.stop_reason)
+        rate = self.steps / self.time_s if self.time_s else 0.0
+        lines = [f"Training stopped because {why}, after {self.steps:,} agent steps in "
+                 f"{self.time_s / 60:.1f} minutes ({rate:,.0f} steps/s)."]
+        if target is not None:
+            confirmed = ("never confirmed" if self.confirmed_mean is None
+                         else f"{self.confirmed_mean:+.1f}")
+            reached = (self.confirmed_mean is not None and self.confirmed_mean >= target)
+            lines.append(f"Target {target:+g}: {'reached' if reached else 'NOT reached'} "
+                         f"(best confirmed {config.eval_episodes if config else 10}-episode "
+                         f"greedy mean: {confirmed}; last greedy game: {_signed(self.last_eval)}).")
         else:
-            self.rows = 0
-        self.file = open(path, "a")
-
-    def write(self, row: dict[str, Any]) -> dict[str, Any]:
-        self.file.write(json.dumps(row) + "\n")
-        self.rows += 1
-        return row
-
-    def flush(self) -> None:
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
+            lines.append(f"Last greedy game: {_signed(self.last_eval)}.")
+        run = self.run_dir
+        agent = run / "best.pt" if (run / "best.pt").is_file() else run / "checkpoint.pt"
+        more = "--minutes N" if config and config.max_minutes else "--steps N"
+        lines += [f"Run directory: {run}",
+                  f"  resume:    a3c train --resume --run-dir {run} {more}  (budgets are totals)",
+                  f"  evaluate:  a3c evaluate {agent} --episodes 10",
+                  f"  video:     a3c evaluate {agent} --episodes 1 --video {run / 'agent.mp4'}"]
+        return "\n".join(lines)
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """All rows of a run's metrics.jsonl."""
-    with open(Path(run_dir) / "metrics.jsonl") as f:
-        return [json.loads(line) for line in f if line.strip()]
+def _signed(value: float | None) -> str:
+    return "none yet" if value is None else f"{value:+.0f}"
+
+
+def initial_model(config: Config) -> ActorCritic:
+    """The shared model a fresh run starts from: built with torch seeded by `config.seed`,
+    so the same seed always gives the same initial weights (with the same torch build).
+
+    Built on one thread: the orthogonal initialisation's QR decomposition rounds differently
+    with more threads, and a notebook, the CLI and a test need not share a thread count.
+    """
+    obs_shape, n_actions = env_spaces(config)
+    saved_rng, saved_threads = torch.get_rng_state(), torch.get_num_threads()
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(1)
+    try:
+        return build_model(config, n_actions, obs_shape)
+    finally:
+        torch.set_num_threads(saved_threads)
+        torch.set_rng_state(saved_rng)  # the caller's random stream is not ours to move
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A short fingerprint of the weights (logged in the start row)."""
+    digest = hashlib.sha1()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def train(config: Config, run_dir: str | Path | None = None, resume: bool = False,
           overwrite: bool = False, progress: bool = True,
           on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
           command: str | None = None, backend: str = "local",
-          address: str | None = None) -> TrainResult:
+          address: str | None = None, should_stop: Callable[[], bool] | None = None,
+          tensorboard: bool = False) -> TrainResult:
     """Run A3C as `config` says until a budget, the target score, or an interrupt.
 
-    `command` (the CLI passes its command line) is logged in the start row, so a run
-    directory says how it was made. `on_rows` is called from the trainer's loop with each
-    batch of new metrics rows (a notebook uses it to redraw a learning curve). Ctrl-C, a
-    notebook interrupt or SIGTERM stop the run cleanly: children ended, final checkpoint
-    written, result returned.
-
-    `backend` says where the children run: ``"local"`` processes (Hogwild in shared memory)
-    or ``"ray"`` actors around a parameter server; `address` (ray only) joins an existing
-    cluster (``HOST:PORT`` or ``"auto"``) instead of starting a local Ray instance.
+    - `command` (the CLI passes its command line) is logged in the start row, so a run
+      directory says how it was made.
+    - `on_rows` is called from the trainer's loop with each batch of new metrics rows (a
+      notebook uses it to redraw a learning curve); `should_stop`, polled in the same loop,
+      ends the run cleanly (reason "stopped") when it returns True.
+    - Ctrl-C, a notebook interrupt or SIGTERM stop the run cleanly: children ended, final
+      checkpoint written, result returned.
+    - `backend`: ``"local"`` processes (Hogwild in shared memory) or ``"ray"`` actors around
+      a parameter server; `address` (ray only) joins an existing cluster (``HOST:PORT`` or
+      ``"auto"``) instead of starting a local Ray instance.
+    - `tensorboard`: also write the metrics rows to ``RUN_DIR/tensorboard`` (needs the
+      ``tensorboard`` extra).
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend={backend!r} is unknown: allowed are {', '.join(BACKENDS)}")
-    if backend == "local":
-        if address is not None:
-            raise ConfigError(f"address={address!r} is only for backend='ray' (the local "
-                              "backend runs on this machine)")
-        return _train(config, run_dir, resume, overwrite, progress, on_rows, command, _Run)
-    from .ray_backend import RayRun, ray_session  # ConfigError when Ray is not installed
+    if backend == "local" and address is not None:
+        raise ConfigError(f"address={address!r} is only for backend='ray' (the local backend "
+                          "runs on this machine)")
+    if tensorboard:
+        from .rundir import require_tensorboard
 
-    with ray_session(config, address) as session:
-        return _train(config, run_dir, resume, overwrite, progress, on_rows, command,
-                      partial(RayRun, session=session))
-
-
-def _train(config: Config, run_dir: str | Path | None, resume: bool, overwrite: bool,
-           progress: bool, on_rows: Callable[[list[dict[str, Any]]], None] | None,
-           command: str | None, run_class: Callable[..., _Run]) -> TrainResult:
+        require_tensorboard()  # before anything is written
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     prepare_run_dir(run_dir, resume, overwrite)
     checkpoint = None
@@ -189,22 +220,20 @@ def _train(config: Config, run_dir: str | Path | None, resume: bool, overwrite: 
     if resume:
         checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
         check_compatible(checkpoint, config)
-        _check_budget_left(config, checkpoint.counters)
+        _check_budget_left(config, Counters.from_dict(checkpoint.counters))
         old = checkpoint.config.to_dict()
         changed = {k: v for k, v in config.to_dict().items() if old[k] != v}
 
     # ALGO LOGIC: the shared model and the shared Adam, in shared memory.
-    obs_shape, n_actions = env_spaces(config)
-    model = build_model(config, n_actions, obs_shape)
-    counters: dict[str, Any] = {"steps": 0, "time_s": 0.0, "episodes": 0, "restarts": 0,
-                                "updates": 0, "nonfinite": 0, "generation": 0}
+    model = initial_model(config)
+    counters = Counters()
     if checkpoint is None:
-        _write_json_atomic(run_dir / "config.json", config.to_dict())  # once, first
+        write_json(run_dir / "config.json", config.to_dict())  # once, first
     else:
         check_optimizer_state(checkpoint, model, run_dir / "checkpoint.pt")
         model.load_state_dict(checkpoint.model_state)
-        counters.update(checkpoint.counters)
-        counters["generation"] = int(counters.get("generation", 0)) + 1
+        counters = Counters.from_dict(checkpoint.counters)
+        counters.generation += 1
         if checkpoint.torch_rng is not None:
             torch.set_rng_state(checkpoint.torch_rng)
     model.share_memory()
@@ -213,24 +242,32 @@ def _train(config: Config, run_dir: str | Path | None, resume: bool, overwrite: 
         optimizer.load_state_dict(checkpoint.optimizer_state)
         for group in optimizer.param_groups:
             group["lr"] = config.lr
-    metrics = _Metrics(run_dir / "metrics.jsonl",
-                       int(counters.get("metrics_rows", 0)) if checkpoint else None)
+    metrics = MetricsLog(run_dir / "metrics.jsonl",
+                         counters.metrics_rows if checkpoint else None, tensorboard)
+    start_row = {"changed": changed} if checkpoint else {
+        "initial_weights": weights_digest(model)}
 
-    run = run_class(config, run_dir, model, optimizer, counters, metrics, on_rows, command,
-                    changed)
-    previous_term = None
-    if threading.current_thread() is threading.main_thread():
-        previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        return run.loop(progress, resumed=checkpoint is not None)
-    finally:
-        if previous_term is not None:
-            signal.signal(signal.SIGTERM, previous_term)
+    with contextlib.ExitStack() as stack:
+        children: Backend
+        if backend == "local":
+            from .local_backend import LocalBackend
+
+            children = LocalBackend(config, model, optimizer)
+        else:
+            from .ray_backend import RayBackend, ray_session  # ConfigError without Ray
+
+            session = stack.enter_context(ray_session(config, address))
+            children = RayBackend(config, model, optimizer, session)
+        run = _Session(config, run_dir, model, optimizer, counters, metrics, children,
+                       on_rows, should_stop)
+        stack.enter_context(_sigterm_stops())
+        return run.loop(progress, resumed=checkpoint is not None, command=command,
+                        **start_row)
 
 
-def _check_budget_left(config: Config, counters: dict[str, Any]) -> None:
+def _check_budget_left(config: Config, counters: Counters) -> None:
     """Budgets count the whole run: resuming one that has spent them would stop at once."""
-    steps, minutes = int(counters.get("steps", 0)), float(counters.get("time_s", 0)) / 60
+    steps, minutes = counters.steps, counters.time_s / 60
     if steps >= config.max_steps:
         raise ConfigError(f"cannot resume: the run has taken {steps} steps, max_steps="
                           f"{config.max_steps}; give a larger --steps (budgets are totals)")
@@ -244,13 +281,21 @@ def _raise_terminated(signum: int, frame: Any) -> None:
     raise _Terminated()
 
 
+def _stop_signals() -> list[signal.Signals]:
+    """SIGTERM everywhere; Ctrl-Break too on Windows (SIGINT is Ctrl-C, KeyboardInterrupt)."""
+    found = [signal.SIGTERM]
+    if hasattr(signal, "SIGBREAK"):
+        found.append(signal.SIGBREAK)
+    return found
+
+
 @contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Ignore SIGINT and SIGTERM inside the block (main thread only), then restore them."""
+def _sigterm_stops() -> Iterator[None]:
+    """Inside the block, SIGTERM stops the run like Ctrl-C (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved = {s: signal.signal(s, _raise_terminated) for s in _stop_signals()}
     try:
         yield
     finally:
@@ -258,37 +303,66 @@ def _signals_deferred() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Ignore Ctrl-C and SIGTERM inside the block (main thread only), then restore them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = [signal.SIGINT, *_stop_signals()]
+    saved = {s: signal.signal(s, signal.SIG_IGN) for s in names}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
 
 
-class _Run:
-    """One training session: the children and the bookkeeping of the trainer's loop.
+class _ProgressBar:
+    """tqdm over whichever budget ends the run first: minutes when they run out before the
+    step budget would at the current speed, steps otherwise; entropy, speed and the last
+    greedy game beside it."""
 
-    The children are processes on this machine; ray_backend.RayRun overrides the methods of
-    the "children" section to make them Ray actors, and keeps all the rest.
-    """
+    def __init__(self, config: Config, counters: Counters, enabled: bool) -> None:
+        self.config = config
+        self.mode = ""
+        self.bar = tqdm(total=1, disable=not enabled, dynamic_ncols=True, smoothing=0,
+                        bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
+        self.update(counters.steps, counters.time_s, None)
 
-    backend = "local"
+    def update(self, steps: int, elapsed: float, rate: float | None, **postfix: Any) -> None:
+        config = self.config
+        by_time = bool(config.max_minutes)
+        if by_time and rate:
+            steps_left_s = (config.max_steps - steps) / rate
+            by_time = 60 * config.max_minutes - elapsed <= steps_left_s
+        mode = "minutes" if by_time else "steps"
+        if mode != self.mode:
+            self.mode = mode
+            total = round(60 * config.max_minutes) if by_time else config.max_steps
+            self.bar.reset(total=total)
+            self.bar.set_description(f"{mode} budget", refresh=False)
+        self.bar.n = min(int(elapsed if by_time else steps), self.bar.total)
+        self.bar.set_postfix(steps=f"{steps:,}", **postfix, refresh=False)
+        self.bar.refresh()
 
-    def __init__(self, config: Config, run_dir: Path, model: torch.nn.Module,
-                 optimizer: SharedAdam, counters: dict[str, Any], metrics: _Metrics,
-                 on_rows: Callable[[list[dict[str, Any]]], None] | None,
-                 command: str | None, changed: dict[str, Any]) -> None:
+    def close(self) -> None:
+        self.bar.close()
+
+
+class _Session:
+    """One training session: the trainer's loop and its bookkeeping, whatever the backend."""
+
+    def __init__(self, config: Config, run_dir: Path, model: ActorCritic,
+                 optimizer: SharedAdam, counters: Counters, metrics: MetricsLog,
+                 backend: Backend, on_rows: Callable[[list[dict[str, Any]]], None] | None,
+                 should_stop: Callable[[], bool] | None) -> None:
         self.config, self.run_dir, self.counters, self.metrics = config, run_dir, counters, metrics
-        self.on_rows, self.command, self.changed = on_rows, command, changed
-        self.base_steps = int(counters["steps"])
-        self.base_time = float(counters["time_s"])
-        self.base_updates = int(counters.get("updates", 0))
-        self.base_nonfinite = int(counters.get("nonfinite", 0))
-        # The shared model and Adam (with the Ray backend: the driver's copy of the parameter
-        # server's, refreshed before every checkpoint).
-        self.model, self.optimizer = model, optimizer
+        self.model, self.optimizer, self.backend = model, optimizer, backend
+        self.on_rows, self.should_stop = on_rows, should_stop
+        self.base = Counters(**asdict(counters))  # where this session started
+        self.totals = Totals()  # this session's worker totals, from the last poll
         self.deaths: dict[str, deque[float]] = {}
-        self.starts: dict[str, int] = {}
-        self._setup_children()
         self.start_time = time.monotonic()
         self.last_eval: float | None = None
         # The best confirmed greedy mean so far (a resumed run starts from its best.pt's).
@@ -299,117 +373,12 @@ class _Run:
                     "confirmed_mean")
         self.pending: list[dict[str, Any]] = []
 
-    # ------------------------------------------------------------------ children
-    def _setup_children(self) -> None:
-        workers = self.config.workers
-        # spawn: each child starts a fresh interpreter, the start method that is safe with
-        # torch's threads (fork can deadlock in OpenMP) and works the same on every OS.
-        self.ctx = mp.get_context("spawn")
-        self.shared = SharedState(
-            model=self.model,
-            optimizer=self.optimizer,
-            steps=torch.zeros(workers, dtype=torch.int64).share_memory_(),
-            updates=torch.zeros(workers, dtype=torch.int64).share_memory_(),
-            nonfinite=torch.zeros(workers, dtype=torch.int64).share_memory_(),
-            stop=SharedFlag(),
-            pause=SharedFlag(),
-            events=self.ctx.Queue(),
-        )
-        self.children: dict[str, mp.process.BaseProcess] = {}
-
-    def _start_children(self) -> None:
-        for i in range(self.config.workers):
-            self._start(f"worker-{i}")
-        self._start("evaluator")
-
-    def _start(self, name: str) -> None:
-        generation = int(self.counters["generation"])
-        starts = self.starts[name] = self.starts.get(name, 0) + 1
-        if name == "evaluator":
-            seed = child_seed(self.config.seed, 1, 0, generation, starts)
-            target, args = evaluator_process, (self.config, self.shared, os.getpid(), seed)
-        else:
-            index = int(name.split("-")[1])
-            seed = child_seed(self.config.seed, 0, index, generation, starts)
-            target, args = train_worker, (index, self.config, self.shared, os.getpid(), seed)
-        proc = self.ctx.Process(target=target, args=args, name=f"a3c-{name}", daemon=True)
-        proc.start()
-        self.children[name] = proc
-
-    def _watch_children(self) -> None:
-        """Restart a child that died; stop the run if one keeps dying."""
-        for name, proc in list(self.children.items()):
-            if proc.is_alive():
-                continue
-            code = proc.exitcode
-            proc.join()
-            if name == "evaluator":
-                self.shared.pause.clear()  # a dead evaluator must not leave the workers waiting
-            if code == EXIT_DIVERGED:
-                self._drain()  # the worker's own message is on the queue
-                raise TrainingError(f"{name} stopped: the model diverged (non-finite gradients)")
-            self._count_restart(name, code)
-            self._start(name)
-
-    def _count_restart(self, name: str, code: int | None) -> None:
-        """Log a child's restart; stop the run if it keeps dying."""
-        now = time.monotonic()
-        deaths = self.deaths.setdefault(name, deque())
-        deaths.append(now)
-        while deaths and now - deaths[0] > RESTART_WINDOW_S:
-            deaths.popleft()
-        self.counters["restarts"] += 1
-        self._row("worker_restart", child=name, exitcode=code,
-                  restarts=self.counters["restarts"])
-        if len(deaths) >= MAX_RESTARTS:
-            raise TrainingError(
-                f"{name} died {len(deaths)} times within {RESTART_WINDOW_S:.0f} s (last exit "
-                f"code {code}); stopping instead of restarting it again")
-
-    def _stop_children(self) -> None:
-        """Set the stop event, give the children a moment, then terminate, then kill."""
-        self.shared.stop.set()
-        deadline = time.monotonic() + STOP_GRACE_S
-        for proc in self.children.values():
-            while proc.is_alive() and time.monotonic() < deadline:
-                self._drain(stopping=True)  # a child's queue feeder must flush before it exits
-                proc.join(0.05)
-        for proc in self.children.values():
-            if proc.is_alive():
-                proc.terminate()
-        for proc in self.children.values():
-            proc.join(1.0)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        self._drain(stopping=True)
-        self.shared.events.cancel_join_thread()
-        self.shared.events.close()
-
-    def _worker_totals(self) -> tuple[int, int, int]:
-        """Steps, updates and non-finite updates of this session, summed over the workers."""
-        shared = self.shared
-        return int(shared.steps.sum()), int(shared.updates.sum()), int(shared.nonfinite.sum())
-
-    def _events(self) -> Iterator[tuple[Any, ...]]:
-        """The children's events not yet read."""
-        while True:
-            try:
-                yield self.shared.events.get_nowait()
-            except (queue.Empty, OSError, ValueError, EOFError):
-                return
-
-    def _sync_model(self) -> bool:
-        """Bring self.model and self.optimizer up to date; False if that cannot be done.
-        Here they are the shared ones, always current."""
-        return True
-
     # ------------------------------------------------------------------ bookkeeping
     def steps(self) -> int:
-        return self.base_steps + self._worker_totals()[0]
+        return self.base.steps + self.totals.steps
 
     def elapsed(self) -> float:
-        return self.base_time + time.monotonic() - self.start_time
+        return self.base.time_s + time.monotonic() - self.start_time
 
     def _row(self, event: str, steps: int | None = None, **values: Any) -> dict[str, Any]:
         row = {"event": event, "time_s": round(self.elapsed(), 3),
@@ -417,53 +386,70 @@ class _Run:
         self.pending.append(self.metrics.write(row))
         return row
 
-    def _drain(self, stopping: bool = False) -> None:
+    def _take(self, events: list[Event], stopping: bool = False) -> None:
         """Turn the children's events into metrics rows (while stopping, a child's fatal
-        message no longer changes anything, but its last episodes still count)."""
-        for event in self._events():
-            kind = event[0]
-            if kind == "episode":
-                _, worker, score, length = event
-                self.counters["episodes"] += 1
-                self._row("episode", worker=worker, episode_return=score, length=length)
-            elif kind == "eval":
-                _, score, length, steps_at_load = event
-                self.last_eval = score
-                self._row("eval", steps=self.base_steps + steps_at_load, eval_return=score,
-                          eval_length=length)
-            elif kind == "confirm":
-                _, scores, steps_at_load, weights, steps_during = event
-                mean = sum(scores) / len(scores)
-                if self.confirmed_mean is None or mean > self.confirmed_mean:
-                    self.confirmed_mean = mean
-                    self._save_best(weights, mean, self.base_steps + steps_at_load)
-                self._row("eval_confirm", steps=self.base_steps + steps_at_load,
-                          eval_return=mean, eval_returns=scores,
-                          worker_steps_during=steps_during)
-            elif kind == "fatal" and not stopping:
-                raise TrainingError(event[2])
+        message or restart no longer changes anything, but its last episodes still count)."""
+        for event in events:
+            if isinstance(event, Episode):
+                self.counters.episodes += 1
+                self._row("episode", worker=event.worker, episode_return=event.score,
+                          length=event.length)
+            elif isinstance(event, Evaluation):
+                self.last_eval = event.score
+                self._row("eval", steps=self.base.steps + event.steps_at_load,
+                          eval_return=event.score, eval_length=event.length)
+            elif isinstance(event, Confirmation):
+                steps = self.base.steps + event.steps_at_load
+                if self.confirmed_mean is None or event.mean > self.confirmed_mean:
+                    self.confirmed_mean = event.mean
+                    self._save_best(event, steps)
+                self._row("eval_confirm", steps=steps, eval_return=event.mean,
+                          eval_returns=event.scores, worker_steps_during=event.steps_during)
+            elif isinstance(event, Restarted) and not stopping:
+                self._count_restart(event)
+            elif isinstance(event, Fatal) and not stopping:
+                raise TrainingError(event.message)
+
+    def _count_restart(self, event: Restarted) -> None:
+        """Log a child's restart; stop the run if it keeps dying."""
+        now = time.monotonic()
+        deaths = self.deaths.setdefault(event.child, deque())
+        deaths.append(now)
+        while deaths and now - deaths[0] > RESTART_WINDOW_S:
+            deaths.popleft()
+        self.counters.restarts += 1
+        self._row("worker_restart", child=event.child, exitcode=event.exitcode,
+                  restarts=self.counters.restarts)
+        if len(deaths) >= MAX_RESTARTS:
+            raise TrainingError(
+                f"{event.child} died {len(deaths)} times within {RESTART_WINDOW_S:.0f} s (last "
+                f"exit code {event.exitcode}); stopping instead of restarting it again")
+
+    def _poll(self) -> None:
+        poll = self.backend.poll()
+        self.totals = poll.totals
+        self._take(poll.events)
 
     def _sync_counters(self) -> None:
-        _, updates, nonfinite = self._worker_totals()
-        self.counters["steps"] = self.steps()
-        self.counters["time_s"] = self.elapsed()
-        self.counters["updates"] = self.base_updates + updates
-        self.counters["nonfinite"] = self.base_nonfinite + nonfinite
+        c, base, totals = self.counters, self.base, self.totals
+        c.steps, c.time_s = self.steps(), self.elapsed()
+        c.updates = base.updates + totals.updates
+        c.nonfinite = base.nonfinite + totals.nonfinite
 
     def _checkpoint(self) -> None:
         self._sync_counters()
-        if not self._sync_model():
+        if not self.backend.sync_model():
             return  # the model is out of reach: the last checkpoint stays as it is
         self.metrics.flush()
-        self.counters["metrics_rows"] = self.metrics.rows
+        self.counters.metrics_rows = self.metrics.rows
         save_checkpoint(self.run_dir / "checkpoint.pt", self.config, self.model,
-                        self.optimizer, self.counters)
+                        self.optimizer, self.counters.to_dict())
 
-    def _save_best(self, weights: dict[str, torch.Tensor], mean: float, steps: int) -> None:
+    def _save_best(self, event: Confirmation, steps: int) -> None:
         """best.pt: the weights whose confirmed greedy mean is the best so far (no optimizer)."""
         model = copy.deepcopy(self.model)
-        model.load_state_dict(weights)
-        counters = {"steps": steps, "time_s": self.elapsed(), "confirmed_mean": mean}
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in event.weights.items()})
+        counters = {"steps": steps, "time_s": self.elapsed(), "confirmed_mean": event.mean}
         save_checkpoint(self.run_dir / "best.pt", self.config, model, None, counters)
 
     def _stop_reason(self) -> str | None:
@@ -476,40 +462,43 @@ class _Run:
             return "steps"
         if config.max_minutes and self.elapsed() >= 60 * config.max_minutes:
             return "minutes"
+        if self.should_stop is not None and self.should_stop():
+            return "stopped"
         return None
 
     # ------------------------------------------------------------------ the loop
-    def loop(self, progress: bool, resumed: bool) -> TrainResult:
+    def loop(self, progress: bool, resumed: bool, command: str | None,
+             **start_values: Any) -> TrainResult:
         config = self.config
         reason = "error"
-        bar = tqdm(total=config.max_steps, initial=self.base_steps, unit="step",
-                   disable=not progress, dynamic_ncols=True, smoothing=0.1)
+        bar = _ProgressBar(config, self.counters, progress)
         try:
-            extra = {"changed": self.changed} if resumed else {}
             self._row("resume" if resumed else "start", workers=config.workers,
-                      pid=os.getpid(), command=self.command, backend=self.backend, **extra)
-            self._start_children()
-            last_checkpoint = last_progress = time.monotonic()
-            last_steps, shown = self.steps(), self.steps()
+                      pid=os.getpid(), command=command, backend=self.backend.name,
+                      child_seeds=first_seeds(config.seed, config.workers,
+                                              self.counters.generation), **start_values)
+            self.backend.start(self.counters.generation)
+            last_checkpoint = last_row = time.monotonic()
+            row_totals, row_steps, rate = Totals(), self.steps(), None
+            shown: dict[str, Any] = {}
             while True:
                 time.sleep(POLL_S)
-                self._drain()
-                self._watch_children()
+                self._poll()
                 now, steps = time.monotonic(), self.steps()
-                if now - last_progress >= PROGRESS_ROW_S:
+                if now - last_row >= PROGRESS_ROW_S:
+                    # PROGRESS: speed and the learning diagnostics since the last row.
                     self._sync_counters()
-                    rate = (steps - last_steps) / (now - last_progress)
+                    rate = (steps - row_steps) / (now - last_row)
+                    diagnostics = self.totals.minus(row_totals).diagnostics()
                     self._row("progress", steps_per_s=round(rate, 1),
-                              updates=self.counters["updates"],
-                              nonfinite=self.counters["nonfinite"],
-                              episodes=self.counters["episodes"])
-                    last_progress, last_steps = now, steps
+                              updates=self.counters.updates, nonfinite=self.counters.nonfinite,
+                              episodes=self.counters.episodes, **diagnostics)
+                    last_row, row_steps, row_totals = now, steps, self.totals
+                    shown = {"steps_per_s": round(rate), "entropy": diagnostics["entropy"]}
+                bar.update(steps, self.elapsed(), rate, **shown, eval=self.last_eval)
                 if now - last_checkpoint >= 60 * config.checkpoint_minutes:
                     self._checkpoint()
                     last_checkpoint = now
-                bar.update(steps - shown)
-                shown = steps
-                bar.set_postfix(eval=self.last_eval, refresh=False)
                 self._flush_rows()
                 stop = self._stop_reason()
                 if stop:
@@ -522,15 +511,17 @@ class _Run:
         finally:
             bar.close()
             with _signals_deferred():  # a second Ctrl-C must not cut the clean-up short
-                self._stop_children()
-                self._row("stop", reason=reason, restarts=self.counters["restarts"],
-                          episodes=self.counters["episodes"])
+                final = self.backend.stop()
+                self.totals = final.totals
+                self._take(final.events, stopping=True)
+                self._row("stop", reason=reason, restarts=self.counters.restarts,
+                          episodes=self.counters.episodes)
                 self._checkpoint()
                 self._flush_rows()
                 self.metrics.close()
-        return TrainResult(self.run_dir, reason, self.counters["steps"], self.counters["time_s"],
-                           self.counters["episodes"], self.counters["restarts"], self.last_eval,
-                           self.confirmed_mean)
+        c = self.counters
+        return TrainResult(self.run_dir, reason, c.steps, c.time_s, c.episodes, c.restarts,
+                           self.last_eval, self.confirmed_mean, config)
 
     def _flush_rows(self) -> None:
         self.metrics.flush()

@@ -8,16 +8,11 @@ No locks: concurrent updates of the shared parameters are the Hogwild bargain.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
-from dataclasses import dataclass
-from typing import Any
 
-import cv2
-import numpy as np
 import torch
 
+from .children import EXIT_DIVERGED, Episode, Fatal, ParentWatch, SharedState, init_child
 from .config import Config
 from .envs import make_env
 from .loss import a3c_loss
@@ -27,91 +22,30 @@ from .shared_adam import SharedAdam
 # A worker that meets this many non-finite updates in a row stops the run: the model has
 # diverged and skipping more updates would only hide it.
 MAX_NONFINITE_IN_A_ROW = 50
-EXIT_DIVERGED = 3
-
-
-class SharedFlag:
-    """A flag in shared memory (stop, pause), read without any lock.
-
-    multiprocessing.Event takes a lock on every ``is_set()``; a worker killed (SIGKILL, the
-    out-of-memory killer) while holding it would block every other process for good. One
-    shared byte cannot be left locked.
-    """
-
-    def __init__(self) -> None:
-        self._flag = torch.zeros(1, dtype=torch.uint8).share_memory_()
-
-    def set(self) -> None:
-        self._flag[0] = 1
-
-    def clear(self) -> None:
-        self._flag[0] = 0
-
-    def is_set(self) -> bool:
-        return bool(self._flag[0])
-
-    def wait(self, timeout: float) -> bool:
-        """Sleep up to `timeout` seconds, waking early once the flag is set."""
-        deadline = time.monotonic() + timeout
-        while not self.is_set() and time.monotonic() < deadline:
-            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-        return self.is_set()
-
-
-@dataclass
-class SharedState:
-    """What the trainer hands to every child process (all of it in shared memory)."""
-
-    model: ActorCritic
-    optimizer: SharedAdam
-    steps: torch.Tensor  # int64 [num_workers]: agent steps per worker; one writer per slot
-    updates: torch.Tensor  # int64 [num_workers]: applied updates per worker
-    nonfinite: torch.Tensor  # int64 [num_workers]: updates skipped for a non-finite gradient
-    stop: SharedFlag  # set by the trainer to end every child
-    pause: SharedFlag  # set by the evaluator while it confirms the target (workers wait)
-    events: Any  # multiprocessing Queue: episodes, evaluations, fatal errors -> trainer
-
-
-def init_child(threads: int = 1) -> None:
-    """Common set-up of every child process: the trainer owns Ctrl-C, one torch thread."""
-    # The trainer decides how to stop; a Ctrl-C in the terminal reaches the whole process
-    # group, and children dying half-way through an update would only make noise.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)  # OpenCV's resize would start a thread pool per process
-
-
-def parent_alive(parent_pid: int) -> bool:
-    """False once the trainer is gone (we were re-parented): time to exit, not to orphan."""
-    return os.getppid() == parent_pid
 
 
 def apply_gradients(local: ActorCritic, shared: ActorCritic, optimizer: SharedAdam,
-                    max_grad_norm: float) -> bool:
+                    max_grad_norm: float) -> float | None:
     """Clip the local gradients, hand them to the shared parameters, step the shared Adam.
 
-    Returns False, touching nothing shared, when the gradient is not finite.
+    Returns the gradient's norm before clipping, or None, touching nothing shared, when the
+    gradient is not finite.
     """
     norm = torch.nn.utils.clip_grad_norm_(local.parameters(), max_grad_norm)
     if not torch.isfinite(norm):
-        return False
+        return None
     for local_p, shared_p in zip(local.parameters(), shared.parameters(), strict=True):
         shared_p.grad = local_p.grad  # the hand-over (ikostrikov's ensure_shared_grads)
     optimizer.step()
-    return True
-
-
-def child_seed(seed: int, *path: int) -> int:
-    """A seed for one child (worker index, resume generation, restart count...): distinct for
-    every path, unlike sums of offsets, which collide."""
-    return int(np.random.SeedSequence([seed, *path]).generate_state(1)[0])
+    return float(norm)
 
 
 def train_worker(index: int, config: Config, shared: SharedState, parent_pid: int,
                  seed: int) -> None:
-    """The body of worker process `index` (runs until `shared.stop` is set)."""
+    """The body of worker `index` (runs until `shared.stop` is set or the trainer is gone)."""
     init_child()
     torch.manual_seed(seed)
+    parent = ParentWatch(parent_pid)
     env = make_env(config, train=True)
     model = build_model(config, int(env.action_space.n), env.observation_space.shape)
     T = config.num_steps
@@ -123,10 +57,10 @@ def train_worker(index: int, config: Config, shared: SharedState, parent_pid: in
     state = model.initial_state()
     nonfinite_in_a_row = 0
 
-    while not shared.stop.is_set() and parent_alive(parent_pid):
+    while not shared.stop.is_set() and parent.alive():
         # WAIT while the evaluator confirms the target: it then has the cores, and the
-        # confirmation takes seconds instead of minutes at its nice-10 share.
-        while shared.pause.is_set() and not shared.stop.is_set() and parent_alive(parent_pid):
+        # confirmation takes seconds instead of minutes at its lower priority.
+        while shared.pause.is_set() and not shared.stop.is_set() and parent.alive():
             time.sleep(0.02)
 
         # SYNC: start every rollout from the shared weights.
@@ -148,11 +82,11 @@ def train_worker(index: int, config: Config, shared: SharedState, parent_pid: in
                 dones.append(float(terminated or truncated))
                 if terminated or truncated:
                     episode = info["episode"]  # RecordEpisodeStatistics: the unclipped score
-                    shared.events.put(("episode", index, float(episode["r"]), int(episode["l"])))
+                    shared.events.put(Episode(index, float(episode["r"]), int(episode["l"])))
                     obs, _ = env.reset()
                     state = model.initial_state()
             observations[T].copy_(torch.from_numpy(obs))
-        shared.steps[index] += T
+        shared.counters.add_steps(index, T)
 
         # LOSS: re-run the rollout with gradients in one batch; the value of the last
         # observation is the bootstrap (a constant, not trained through).
@@ -165,17 +99,22 @@ def train_worker(index: int, config: Config, shared: SharedState, parent_pid: in
         loss.total.backward()
 
         # UPDATE: hand the gradients to the shared model and step the shared Adam.
-        if apply_gradients(model, shared.model, shared.optimizer, config.max_grad_norm):
-            shared.updates[index] += 1
+        grad_norm = apply_gradients(model, shared.model, shared.optimizer, config.max_grad_norm)
+        if grad_norm is not None:
+            # DIAGNOSTICS: per-step means of the loss terms, for the trainer's progress rows.
+            shared.counters.add_update(index, loss.policy.item() / T, loss.value.item() / T,
+                                       loss.entropy.item() / T, grad_norm)
             nonfinite_in_a_row = 0
         else:
-            shared.nonfinite[index] += 1
+            shared.counters.add_nonfinite(index)
             nonfinite_in_a_row += 1
             if nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
-                shared.events.put(("fatal", index, (
+                shared.events.put(Fatal(f"worker-{index}", (
                     f"worker {index}: {nonfinite_in_a_row} non-finite gradients in a row; the "
                     "model diverged (try a smaller lr or max_grad_norm)")))
                 env.close()
                 raise SystemExit(EXIT_DIVERGED)
+        # Truncated backpropagation through time: the next rollout starts from this state
+        # as a constant, so gradients never flow back across rollouts.
         state = state.detach()
     env.close()

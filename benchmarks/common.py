@@ -6,7 +6,6 @@ The scripts in this folder import it as a sibling module (they are run as
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shlex
@@ -16,9 +15,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from a3c_course.config import parse_sets
+from a3c_course.rundir import write_json
+
+__all__ = ["parse_sets", "write_json"]  # the library's own, for every script here
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 IMAGES = REPO / "images"
+START_TIMEOUT_S = 300.0  # spawn + import torch + ALE on a loaded laptop can take a while
 
 
 def command_line() -> str:
@@ -105,26 +110,57 @@ def provenance() -> dict[str, Any]:
     }
 
 
-def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """Write `data` as indented JSON (atomically: a half-written result is worse than none)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+def measure_trainer(config: Any, warmup: float, seconds: float, backend: str = "local"
+                    ) -> dict[str, Any]:
+    """Agent steps/s of the real trainer (:func:`a3c_course.trainer.train`), read from its
+    `progress` rows after a warm-up.
 
+    The warm-up counts from the first row with steps > 0 (the first finished episode), as
+    close as the metrics get to "all workers are stepping". The run is stopped through the
+    trainer's stop hook once the window holds two progress rows (its two ends: rows come
+    every 10 s) at least `seconds` apart.
+    """
+    import tempfile
 
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``--set FIELD=VALUE`` items into typed config overrides (the CLI's own parser)."""
-    from a3c_course.config import ConfigError, parse_value
+    from a3c_course.rundir import read_metrics
+    from a3c_course.trainer import train
 
-    overrides: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r} is not FIELD=VALUE")
-        name, text = item.split("=", 1)
-        overrides[name.strip()] = parse_value(name.strip(), text.strip())
-    return overrides
+    first: list[float] = []
+    window: list[float] = []  # times of the progress rows after the warm-up
+
+    def on_rows(rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            if not first and row["steps"] > 0:
+                first.append(row["time_s"])
+            if first and row["event"] == "progress" and row["time_s"] >= first[0] + warmup:
+                window.append(row["time_s"])
+
+    def window_closed() -> bool:
+        return len(window) >= 2 and window[-1] - window[0] >= seconds
+
+    cap_s = START_TIMEOUT_S + warmup + seconds + 60.0  # only if the rows never come
+    run_config = config.replace(max_minutes=cap_s / 60, target_score=None, max_steps=10**12)
+    with tempfile.TemporaryDirectory(prefix=f"a3c-{backend}-") as tmp:
+        result = train(run_config, Path(tmp) / "run", progress=False, on_rows=on_rows,
+                       backend=backend, should_stop=window_closed)
+        rows = read_metrics(Path(tmp) / "run")
+    if result.stop_reason != "stopped":
+        raise RuntimeError(f"the {backend} trainer stopped before the window closed: "
+                           f"{result.stop_reason}")
+    progress = [r for r in rows if r["event"] == "progress" and r["time_s"] >= first[0] + warmup]
+    a, b = progress[0], progress[-1]
+    span = b["time_s"] - a["time_s"]
+    return {
+        "steps_per_s": round((b["steps"] - a["steps"]) / span, 1),
+        "updates_per_s": round((b["updates"] - a["updates"]) / span, 1),
+        "window_s": round(span, 2),
+        "window_start_s": a["time_s"],
+        "first_steps_at_s": first[0],
+        "progress_rows": [{"time_s": r["time_s"], "steps": r["steps"],
+                           "steps_per_s": r["steps_per_s"]} for r in progress],
+        "episodes": result.episodes,
+        "restarts": result.restarts,
+    }
 
 
 def protocol(config: Any) -> str:

@@ -82,7 +82,7 @@ def run_loop(config: Config, seconds: float, profiler: cProfile.Profile | None =
             profiler.disable()
         timer.cancel()
         signal.signal(signal.SIGINT, sigint)
-    return int(shared.steps[0]), time.perf_counter() - start
+    return shared.counters.steps(), time.perf_counter() - start
 
 
 def profile_loop(config: Config, warmup: float, seconds: float) -> dict[str, Any]:

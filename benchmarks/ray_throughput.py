@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import common
@@ -34,55 +32,6 @@ import torch
 import a3c_course
 from a3c_course.config import Config
 from a3c_course.shared_adam import SharedAdam
-
-START_TIMEOUT_S = 300.0
-
-
-class _WindowDone(KeyboardInterrupt):
-    """Raised from the trainer's row callback: the trainer treats it as Ctrl-C, a clean stop."""
-
-
-def measure_trainer(config: Config, backend: str, warmup: float, seconds: float
-                    ) -> dict[str, Any]:
-    """Steps/s of train(backend=...) from its progress rows, after the warm-up."""
-    from a3c_course.trainer import read_metrics, train
-
-    first: list[float] = []
-    window: list[float] = []  # times of the progress rows after the warm-up
-    done = [False]
-
-    def on_rows(rows: list[dict[str, Any]]) -> None:
-        if done[0]:
-            return
-        for row in rows:
-            if not first and row["steps"] > 0:
-                first.append(row["time_s"])
-            if first and row["event"] == "progress" and row["time_s"] >= first[0] + warmup:
-                window.append(row["time_s"])
-                # A rate needs two rows, so the window is at least one progress interval long.
-                if len(window) >= 2 and window[-1] - window[0] >= seconds:
-                    done[0] = True
-                    raise _WindowDone()
-
-    cap_s = START_TIMEOUT_S + warmup + seconds + 60.0  # only if the rows never come
-    run_config = config.replace(max_minutes=cap_s / 60, target_score=None, max_steps=10**12)
-    with tempfile.TemporaryDirectory(prefix=f"a3c-{backend}-") as tmp:
-        result = train(run_config, Path(tmp) / "run", progress=False, on_rows=on_rows,
-                       backend=backend)
-        rows = read_metrics(Path(tmp) / "run")
-    if not done[0]:
-        raise RuntimeError(f"the {backend} trainer stopped before the window closed: "
-                           f"{result.stop_reason}")
-    progress = [r for r in rows if r["event"] == "progress" and r["time_s"] >= first[0] + warmup]
-    a, b = progress[0], progress[-1]
-    return {
-        "steps_per_s": round((b["steps"] - a["steps"]) / (b["time_s"] - a["time_s"]), 1),
-        "updates_per_s": round((b["updates"] - a["updates"]) / (b["time_s"] - a["time_s"]), 1),
-        "window_s": round(b["time_s"] - a["time_s"], 2),
-        "progress_rows": [{"time_s": r["time_s"], "steps": r["steps"],
-                           "steps_per_s": r["steps_per_s"]} for r in progress],
-        "restarts": result.restarts,
-    }
 
 
 class Prober:
@@ -184,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     rounds = []
     for r in range(args.rounds):
         print(f"round {r + 1}/{args.rounds}: local ...", file=sys.stderr, flush=True)
-        local = measure_trainer(config, "local", args.warmup, args.seconds)
+        local = common.measure_trainer(config, args.warmup, args.seconds, "local")
         print(f"  local {local['steps_per_s']:8.1f} steps/s", file=sys.stderr, flush=True)
-        ray_ = measure_trainer(config, "ray", args.warmup, args.seconds)
+        ray_ = common.measure_trainer(config, args.warmup, args.seconds, "ray")
         print(f"  ray   {ray_['steps_per_s']:8.1f} steps/s", file=sys.stderr, flush=True)
         rounds.append({"local": local, "ray": ray_,
                        "ratio": round(ray_["steps_per_s"] / local["steps_per_s"], 3)})

@@ -30,7 +30,7 @@ import torch
 
 from a3c_course.checkpoint import PRETRAINED_DIR, CheckpointError, export_agent, load_model
 from a3c_course.evaluator import evaluate_model
-from a3c_course.trainer import read_metrics
+from a3c_course.rundir import read_metrics
 from a3c_course.video import record_video
 
 # Training and the trainer's evaluator seed their games with 32-bit values drawn by

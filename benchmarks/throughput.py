@@ -24,21 +24,19 @@ import multiprocessing as mp
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import common
-import torch
 
+from a3c_course.children import SharedState, WorkerCounters
 from a3c_course.config import Config
 from a3c_course.shared_adam import SharedAdam
-from a3c_course.worker import SharedState, train_worker
+from a3c_course.worker import train_worker
 
 SAMPLE_S = 0.5  # how often a limit child records its step counter
-START_TIMEOUT_S = 300.0  # spawn + import torch + ALE on a loaded laptop can take a while
+START_TIMEOUT_S = common.START_TIMEOUT_S
 
 
 class _DropEvents:
@@ -61,9 +59,7 @@ def private_state(config: Config) -> SharedState:
         model=central,
         # The trainer's own Adam class, but created here: no other process sees its state.
         optimizer=SharedAdam(central.parameters(), lr=config.lr),
-        steps=torch.zeros(workers, dtype=torch.int64),
-        updates=torch.zeros(workers, dtype=torch.int64),
-        nonfinite=torch.zeros(workers, dtype=torch.int64),
+        counters=WorkerCounters(workers, shared=False),
         stop=threading.Event(),
         pause=threading.Event(),  # never set: there is no evaluator
         events=_DropEvents(),
@@ -79,14 +75,14 @@ def limit_child(index: int, config: Config, seed: int, conn: Any) -> None:
         # Sleeps in poll() almost all the time, so it takes nothing from the loop it watches.
         started = False
         while not shared.stop.is_set():
-            steps = int(shared.steps[index])
+            steps = shared.counters.worker_totals(index).steps
             samples.append((time.time(), steps))
             if steps > 0 and not started:
                 conn.send(("started", time.time()))
                 started = True
             if conn.poll(SAMPLE_S):
                 conn.recv()
-                samples.append((time.time(), int(shared.steps[index])))
+                samples.append((time.time(), shared.counters.worker_totals(index).steps))
                 shared.stop.set()
 
     thread = threading.Thread(target=monitor, daemon=True)
@@ -154,56 +150,6 @@ def measure_limit(config: Config, warmup: float, seconds: float) -> dict[str, An
     }
 
 
-class _WindowDone(KeyboardInterrupt):
-    """Raised from the trainer's row callback: the trainer treats it as Ctrl-C, a clean stop."""
-
-
-def measure_trainer(config: Config, warmup: float, seconds: float) -> dict[str, Any]:
-    """Steps/s of the real trainer, from its `progress` rows after the warm-up."""
-    from a3c_course.trainer import read_metrics, train
-
-    # Warm-up counts from the first row with steps > 0 (the first finished episode), as close
-    # as the metrics get to "all workers are stepping", the limit's start signal. The run is
-    # stopped (as by Ctrl-C) at the first progress row after warm-up + seconds, once the window
-    # holds two progress rows (its two ends: rows come every 10 s, a short window may hold one).
-    first: list[float] = []
-    in_window = [0]
-    done = [False]
-
-    def on_rows(rows: list[dict[str, Any]]) -> None:
-        if done[0]:
-            return
-        for row in rows:
-            if not first and row["steps"] > 0:
-                first.append(row["time_s"])
-            if first and row["event"] == "progress" and row["time_s"] >= first[0] + warmup:
-                in_window[0] += 1
-            if (in_window[0] >= 2 and row["event"] == "progress"
-                    and row["time_s"] >= first[0] + warmup + seconds):
-                done[0] = True
-                raise _WindowDone()
-
-    cap_s = START_TIMEOUT_S + warmup + seconds + 60.0  # only if the rows never come
-    run_config = config.replace(max_minutes=cap_s / 60, target_score=None, max_steps=10**12)
-    with tempfile.TemporaryDirectory(prefix="a3c-throughput-") as tmp:
-        result = train(run_config, Path(tmp) / "run", progress=False, on_rows=on_rows)
-        rows = read_metrics(Path(tmp) / "run")
-    if not done[0]:
-        raise RuntimeError(f"the trainer stopped before the window closed: {result.stop_reason}")
-    progress = [r for r in rows if r["event"] == "progress" and r["time_s"] >= first[0] + warmup]
-    a, b = progress[0], progress[-1]
-    return {
-        "steps_per_s": round((b["steps"] - a["steps"]) / (b["time_s"] - a["time_s"]), 1),
-        "window_s": round(b["time_s"] - a["time_s"], 2),
-        "window_start_s": a["time_s"],
-        "first_steps_at_s": first[0],
-        "progress_rows": [{"time_s": r["time_s"], "steps": r["steps"],
-                           "steps_per_s": r["steps_per_s"]} for r in progress],
-        "episodes": result.episodes,
-        "restarts": result.restarts,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     common.add_run_args(p)
@@ -220,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr, flush=True)
         limit = measure_limit(config, args.warmup, args.seconds)
         print(f"  limit   {limit['steps_per_s']:8.1f} steps/s", file=sys.stderr, flush=True)
-        trainer = measure_trainer(config, args.warmup, args.seconds)
+        trainer = common.measure_trainer(config, args.warmup, args.seconds)
         print(f"  trainer {trainer['steps_per_s']:8.1f} steps/s", file=sys.stderr, flush=True)
         rounds.append({"limit": limit, "trainer": trainer,
                        "ratio": round(trainer["steps_per_s"] / limit["steps_per_s"], 3)})

@@ -25,7 +25,7 @@ import common
 
 import a3c_course
 from a3c_course.config import Config, make_config
-from a3c_course.trainer import read_metrics
+from a3c_course.rundir import read_metrics
 
 MAX_CURVE_POINTS = 400  # the JSON keeps an evenly thinned eval curve
 MEAN_OF = 10  # the curve's running mean, and the "final score", average this many evaluations

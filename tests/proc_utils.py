@@ -18,10 +18,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psutil
-import torch
-
-from a3c_course.checkpoint import Checkpoint
-from a3c_course.models import build_model
 
 A3C = [sys.executable, "-m", "a3c_course"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,14 +76,16 @@ def spawned_only(procs: list[psutil.Process]) -> list[psutil.Process]:
 
 
 class Trainer:
-    """`a3c train ... --run-dir RUN --no-progress` in the background, with its children watched."""
+    """`a3c train ... --run-dir RUN --no-progress --json` in the background, with its children
+    watched."""
 
     def __init__(self, run_dir: Path, *args: str, env: dict[str, str] | None = None,
                  command: list[str] | None = None) -> None:
         self.run_dir = run_dir
         self.out_path = run_dir.parent / f"{run_dir.name}.stdout"
         self.err_path = run_dir.parent / f"{run_dir.name}.stderr"
-        cmd = command or [*A3C, "train", *args, "--run-dir", str(run_dir), "--no-progress"]
+        cmd = command or [*A3C, "train", *args, "--run-dir", str(run_dir), "--no-progress",
+                          "--json"]
         # Output goes to files, not pipes: a full pipe nobody reads would block the trainer.
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
             self.popen = subprocess.Popen(cmd, stdout=out, stderr=err, env=env or a3c_env(),
@@ -218,21 +216,21 @@ def assert_all_gone(procs: list[psutil.Process], timeout: float = 5.0) -> None:
     assert not survivors, f"still running {timeout} s later: {survivors}"
 
 
-def initial_model(checkpoint: Checkpoint, n_actions: int) -> torch.nn.Module:
-    """The shared model as the trainer built it, before any update.
+class CpuLoad:
+    """`per_core` busy processes per core for the duration of a `with` block: a laptop that
+    is never quiet. Every one is killed on the way out."""
 
-    The trainer does not seed torch; but the checkpoint holds its torch RNG state, which
-    starts with the seed torch picked. Rebuilding the model from that seed must leave the RNG
-    exactly where the trainer's was: the proof that these are the initial weights.
-    """
-    rng = checkpoint.torch_rng
-    assert rng is not None
-    seed = rng[:8].view(torch.int64).item() % 2**64
-    saved = torch.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        model = build_model(checkpoint.config, n_actions)
-        assert torch.equal(torch.get_rng_state(), rng), "could not rebuild the initial model"
-    finally:
-        torch.set_rng_state(saved)
-    return model
+    def __init__(self, per_core: int = 2) -> None:
+        self.count = per_core * (os.cpu_count() or 1)
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> CpuLoad:
+        for _ in range(self.count):
+            self.procs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            proc.kill()
+        for proc in self.procs:
+            proc.wait(timeout=10)

@@ -19,17 +19,17 @@ from typing import Any
 import psutil
 import pytest
 import torch
-from proc_utils import ROOT, Trainer, a3c_env, assert_all_gone, initial_model, read_rows, run_a3c
+from proc_utils import ROOT, Trainer, a3c_env, assert_all_gone, read_rows, run_a3c
 
 from a3c_course.checkpoint import load_checkpoint
 from a3c_course.config import ConfigError, make_config
+from a3c_course.trainer import initial_model
 
 if os.environ.get("A3C_REQUIRE_RAY"):  # make test installs the extra: a skip would hide that
     import ray  # noqa: F401
 else:
     pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]'")
 
-PONG_ACTIONS = 6
 NUM_STEPS = 20
 RAY = ("--env", "pong", "--backend", "ray", "--workers", "2")
 
@@ -111,7 +111,7 @@ def test_ray_run_writes_the_local_backends_run_dir(ray_run: dict[str, Any]) -> N
 
 def test_ray_run_moved_the_parameter_servers_weights(ray_run: dict[str, Any]) -> None:
     checkpoint = load_checkpoint(ray_run["run_dir"] / "checkpoint.pt")
-    initial = initial_model(checkpoint, PONG_ACTIONS).state_dict()
+    initial = initial_model(checkpoint.config).state_dict()
     change = {k: float((checkpoint.model_state[k] - initial[k]).abs().max()) for k in initial}
     assert all(c > 0 for c in change.values()), change
     # One Adam step moves a weight by at most lr (1 - beta1) / sqrt(1 - beta2) ~ 3.2 lr; with

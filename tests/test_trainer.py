@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 import torch
-from proc_utils import Trainer, assert_all_gone, initial_model, read_rows, run_a3c
+from proc_utils import Trainer, assert_all_gone, read_rows, run_a3c
 
 from a3c_course.checkpoint import load_checkpoint
+from a3c_course.children import first_seeds
 from a3c_course.config import Config, make_config
 from a3c_course.shared_adam import moment_bound
+from a3c_course.trainer import initial_model, weights_digest
 
-PONG_ACTIONS = 6
 NUM_STEPS = 20  # the default rollout length: one update per 20 agent steps
 
 
@@ -79,6 +80,13 @@ def test_pong_run_writes_config_metrics_and_checkpoint(
     for row in progress:
         assert row["nonfinite"] == 0 and row["steps_per_s"] >= 0
         assert row["updates"] * NUM_STEPS <= row["steps"]
+    # The learning diagnostics: means over the updates since the previous row.
+    learning = [r for r in progress if r["entropy"] is not None]
+    assert learning, progress
+    for row in learning:
+        assert 0 < row["entropy"] <= math.log(6) + 1e-6  # Pong has 6 actions
+        assert row["value_loss"] >= 0 and row["grad_norm"] > 0
+        assert math.isfinite(row["policy_loss"]) and row["skipped_share"] == 0
     for row in rows:
         if row["event"] == "eval":
             assert row["eval_return"] >= -21 and row["eval_length"] > 0
@@ -97,7 +105,7 @@ def test_pong_run_writes_config_metrics_and_checkpoint(
 
 def test_pong_run_changed_every_shared_weight(pong_run: tuple[Path, dict[str, Any], int]) -> None:
     checkpoint = load_checkpoint(pong_run[0] / "checkpoint.pt")
-    initial = initial_model(checkpoint, PONG_ACTIONS).state_dict()
+    initial = initial_model(checkpoint.config).state_dict()
     change = _max_change(checkpoint.model_state, initial)
     assert all(c > 0 for c in change.values()), change
     # SharedAdam moves a weight by at most sqrt(K) lr per update, even when Hogwild's unlocked
@@ -151,6 +159,9 @@ def test_resume_continues_steps_and_metrics(pong_run: tuple[Path, dict[str, Any]
     assert new.counters["updates"] > old.counters["updates"]
     assert new.counters["metrics_rows"] == len(rows)
     assert new.config.max_steps == target and new.config.seed == 3
+    # The resumed generation's children get their own seeds, the same at every such resume.
+    assert resume["child_seeds"] == first_seeds(3, 2, generation=1)
+    assert resume["child_seeds"] != before[0]["child_seeds"]
     change = _max_change(new.model_state, old.model_state)
     assert all(c > 0 for c in change.values()), change
 
@@ -176,3 +187,99 @@ def test_cartpole_reaches_the_target(tmp_path: Path) -> None:
     assert rows[-1]["event"] == "stop" and rows[-1]["reason"] == "target"
     episodes = [r for r in rows if r["event"] == "episode"]
     assert episodes and {r["worker"] for r in episodes} == {0, 1}
+
+
+def test_the_seed_fixes_the_initial_weights_and_the_child_seeds(
+        pong_run: tuple[Path, dict[str, Any], int]) -> None:
+    """--seed 3 started from initial_model(config): the start row's fingerprint says so."""
+    start = read_rows(pong_run[0])[0]
+    config = load_checkpoint(pong_run[0] / "checkpoint.pt").config
+    assert start["initial_weights"] == weights_digest(initial_model(config))
+    assert start["child_seeds"] == first_seeds(3, 2, generation=0)
+    assert set(start["child_seeds"]) == {"worker-0", "worker-1", "evaluator"}
+
+
+def test_initial_model_depends_on_the_seed_only() -> None:
+    config = make_config(env="pong", seed=7)
+    rng = torch.get_rng_state()
+    a, b = initial_model(config), initial_model(config)
+    assert torch.equal(torch.get_rng_state(), rng)  # the caller's random stream is untouched
+    assert weights_digest(a) == weights_digest(b)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                   b.state_dict().values(), strict=True))
+    assert weights_digest(initial_model(config.replace(seed=8))) != weights_digest(a)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2 if threads == 1 else 1)  # not a thread count's rounding
+        assert weights_digest(initial_model(config)) == weights_digest(a)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_stop_hook_ends_the_run_cleanly(tmp_path: Path) -> None:
+    """train(should_stop=...) ends the run at the hook's word: reason 'stopped', a checkpoint,
+    every child gone (the benchmarks stop their measuring windows this way)."""
+    import psutil
+
+    from a3c_course.trainer import train
+
+    seen: list[dict[str, Any]] = []
+    config = make_config(env="CartPole-v1", num_workers=2, max_minutes=3, eval_nice=0)
+    result = train(config, tmp_path / "run", progress=False, on_rows=seen.extend,
+                   should_stop=lambda: any(r["event"] == "episode" for r in seen))
+    assert result.stop_reason == "stopped" and result.steps > 0
+    assert psutil.Process().children() == [] or all(
+        "spawn_main" not in " ".join(p.cmdline()) for p in psutil.Process().children())
+    rows = read_rows(tmp_path / "run")
+    assert rows[-1]["event"] == "stop" and rows[-1]["reason"] == "stopped"
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt").counters["steps"] == result.steps
+    assert "asked to stop" in result.describe()
+
+
+def test_the_progress_bar_follows_the_budget_that_ends_first() -> None:
+    from a3c_course.trainer import Counters, _ProgressBar
+
+    config = make_config(env="pong", max_minutes=60)  # and the default 20 M steps
+    bar = _ProgressBar(config, Counters(), enabled=False)
+    assert bar.mode == "minutes" and bar.bar.total == 3600
+    bar.update(steps=130_000, elapsed=172.0, rate=750.0, entropy=1.7, eval=-20.0)
+    assert bar.mode == "minutes" and bar.bar.n == 172  # 20 M steps would take 7 hours
+    bar.update(steps=19_000_000, elapsed=600.0, rate=100_000.0)
+    assert bar.mode == "steps" and bar.bar.total == 20_000_000 and bar.bar.n == 19_000_000
+    steps_only = _ProgressBar(make_config(env="pong", max_steps=1000), Counters(), False)
+    assert steps_only.mode == "steps" and steps_only.bar.total == 1000
+    bar.close()
+
+
+def test_a_run_ends_with_words_that_say_what_next(tmp_path: Path) -> None:
+    from a3c_course.trainer import TrainResult
+
+    config = make_config(env="pong", max_minutes=60, target_score=18.0)
+    result = TrainResult(tmp_path / "run", "minutes", 2_680_000, 3600.0, 900, 0, 15.0, None,
+                         config)
+    text = result.describe()
+    assert "time budget ran out" in text and "NOT reached" in text
+    assert "never confirmed" in text and "2,680,000 agent steps" in text
+    assert f"a3c train --resume --run-dir {tmp_path / 'run'} --minutes N" in text
+    assert f"a3c evaluate {tmp_path / 'run' / 'checkpoint.pt'} --episodes 10" in text
+    assert "--video" in text
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "best.pt").write_bytes(b"")
+    won = TrainResult(tmp_path / "run", "target", 900_000, 600.0, 200, 0, 21.0, 19.4, config)
+    text = won.describe()
+    assert "reached the target" in text and "+19.4" in text and "NOT" not in text
+    assert "best.pt" in text
+    assert json.loads(json.dumps(won.summary()))["confirmed_mean"] == 19.4
+
+
+def test_the_cli_ends_in_words_or_json(pong_run: tuple[Path, dict[str, Any], int],
+                                       tmp_path: Path) -> None:
+    """--json keeps the machine-readable line; without it a person reads what to do next."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(pong_run[0], run_dir)
+    steps = load_checkpoint(run_dir / "checkpoint.pt").counters["steps"]
+    result = run_a3c("train", "--resume", "--run-dir", str(run_dir), "--steps",
+                     str(steps + 40), "--minutes", "5", "--no-progress", timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "step budget ran out" in result.stdout and "resume:" in result.stdout
+    assert f"--run-dir {run_dir}" in result.stdout
