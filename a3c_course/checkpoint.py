@@ -68,9 +68,22 @@ def save_checkpoint(path: str | Path, config: Config, model: torch.nn.Module,
 
         time.sleep(delay)
     os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _sync_directory(path.parent)
+
+
+def _sync_directory(folder: Path) -> None:
+    """Make the rename itself durable (POSIX). Windows cannot open a folder as a file, and
+    its rename is already recorded by the file system's journal: nothing to do there."""
+    if os.name == "nt":
+        return
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(dir_fd)
+    except OSError:
+        pass  # some file systems refuse to sync a folder; the rename still happened
     finally:
         os.close(dir_fd)
 

@@ -86,6 +86,10 @@ class Config:
     """training processes; 0 means one per CPU core"""
     num_steps: int = 20
     """rollout length: steps between two updates (n of the n-step return)"""
+    envs_per_worker: int = 1
+    """games each worker plays side by side, acting for all of them in one batched forward
+    pass and making one update from their rollouts (Hogwild across workers, a batch within
+    one, as PAAC and GA3C do); 1 is the seed's loop"""
     lr: float = 1e-4
     """Adam learning rate"""
     gamma: float = 0.99
@@ -123,6 +127,9 @@ class Config:
     """workers wait while the evaluator confirms the target (seconds instead of minutes)"""
     checkpoint_minutes: float = 5.0
     """minutes between two checkpoints (one is always written at the end)"""
+    snapshot_minutes: float = 0.0
+    """keep the shared weights every this many minutes in RUN_DIR/snapshots/ (small files,
+    no optimizer, loadable by `a3c evaluate`), to watch the agent at each stage; 0: none"""
     seed: int = 0
     """random seed (workers use seed + 1000 * worker index)"""
 
@@ -165,6 +172,7 @@ class Config:
         _between("hidden_size", self.hidden_size, 1, 16384)
         _between("num_workers", self.num_workers, 0, 512)
         _between("num_steps", self.num_steps, 1, 10_000)
+        _between("envs_per_worker", self.envs_per_worker, 1, 256)
         _positive("lr", self.lr)
         _between("gamma", self.gamma, 0.0, 1.0)
         _between("gae_lambda", self.gae_lambda, 0.0, 1.0)
@@ -177,6 +185,8 @@ class Config:
         _at_least("eval_interval_s", self.eval_interval_s, 0.0)
         _between("eval_nice", self.eval_nice, 0, 19)
         _positive("checkpoint_minutes", self.checkpoint_minutes)
+        _at_least("snapshot_minutes", self.snapshot_minutes, 0.0,
+                  "a positive number of minutes, or 0 (no snapshots)")
         _between("seed", self.seed, 0, 2**32 - 1)
 
     # ------------------------------------------------------------------ derived values
@@ -265,11 +275,12 @@ def field_docs() -> dict[str, str]:
 # Fields that say how long or on what a run trains, not how it learns.
 _NOT_A_VARIANT = {"env", "model", "num_workers", "seed", "max_steps", "max_minutes",
                   "target_score", "repeat_action_probability", "preset", "checkpoint_minutes",
-                  "stop_at_target", "eval_render", "confirm_pause"}
+                  "stop_at_target", "eval_render", "confirm_pause", "snapshot_minutes"}
 
 # Fields added after runs were saved without them, with the behaviour those runs had.
 FIELDS_ADDED_LATER: dict[str, Any] = {"standardize": False, "eval_render": False,
-                                      "stop_at_target": True, "confirm_pause": False}
+                                      "stop_at_target": True, "confirm_pause": False,
+                                      "snapshot_minutes": 0.0, "envs_per_worker": 1}
 
 # ---------------------------------------------------------------------- presets
 PRESETS: dict[str, dict[str, Any]] = {

@@ -24,17 +24,21 @@ gym.register_envs(ale_py)  # makes the ALE/... ids known; the ROMs ship inside a
 ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
 
 
-def make_env(config: Config, train: bool = True, render_mode: str | None = None) -> gym.Env:
+def make_env(config: Config, train: bool = True, render_mode: str | None = None,
+             statistics: bool = True) -> gym.Env:
     """The game of `config`, preprocessed as the config says.
 
     Wrappers, inside out: ALE (frame skip, sticky actions) -> episode statistics (the real
     game score, in ``info["episode"]``) -> crop/resize/scale -> frame stack (`stack` model
     only) -> reward clipping (training only, so evaluation reports real scores).
-    Non-Atari ids (CartPole) keep their vector observations, as float32.
+    Non-Atari ids (CartPole) keep their vector observations, as float32. `statistics=False`
+    leaves out the statistics and the clipping (:func:`make_worker_envs` adds both around
+    all its games).
     """
     if not is_atari(config.env_id):
         env = gym.make(config.env_id, render_mode=render_mode)
-        env = RecordEpisodeStatistics(env)
+        if statistics:
+            env = RecordEpisodeStatistics(env)
         env = DtypeObservation(env, np.float32)
         if config.model == "stack":
             env = FrameStackObservation(env, stack_size=config.stack_frames)
@@ -48,7 +52,8 @@ def make_env(config: Config, train: bool = True, render_mode: str | None = None)
         full_action_space=False,
         render_mode=render_mode,
     )
-    env = RecordEpisodeStatistics(env)
+    if statistics:
+        env = RecordEpisodeStatistics(env)
     shape = (config.frame_channels, config.frame_size, config.frame_size)
     env = TransformObservation(
         env,
@@ -67,9 +72,24 @@ def make_env(config: Config, train: bool = True, render_mode: str | None = None)
     if config.model == "stack":
         env = FrameStackObservation(env, stack_size=config.stack_frames)
         env = ReshapeObservation(env, (config.input_channels, config.frame_size, config.frame_size))
-    if train and config.clip_rewards:
+    if train and statistics and config.clip_rewards:
         env = ClipReward(env, -1.0, 1.0)
     return env
+
+
+def make_worker_envs(config: Config) -> gym.vector.VectorEnv:
+    """A worker's `config.envs_per_worker` training games side by side (gymnasium's
+    SyncVectorEnv). A game that ends is reset in the same step: the observation it returns
+    is the new episode's first, and ``info["episode"]`` (masked by ``info["_episode"]``)
+    holds the finished one's real score and length. Rewards are clipped after the
+    statistics are taken, as in :func:`make_env`."""
+    envs: gym.vector.VectorEnv = gym.vector.SyncVectorEnv(
+        [partial(make_env, config, train=True, statistics=False)] * config.envs_per_worker,
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    if config.clip_rewards:
+        envs = gym.wrappers.vector.ClipReward(envs, -1.0, 1.0)
+    return envs
 
 
 def env_spaces(config: Config) -> tuple[tuple[int, ...], int]:

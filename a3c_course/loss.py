@@ -1,7 +1,9 @@
 """The A3C loss on one rollout: n-step returns, advantages, and the three loss terms.
 
 Notation (T steps, t = 0..T-1): rewards r_t, values V_t = V(s_t), bootstrap V_T = V(s_T),
-dones d_t (the episode ended after step t, so nothing is bootstrapped across it).
+dones d_t (the episode ended after step t, so nothing is bootstrapped across it). Every
+tensor may carry a second axis of k rollouts side by side (shape (T, k)); the loss then sums
+over them, exactly the sum of the k rollouts' own losses.
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ def gae_advantages(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Ten
 
     delta_t = r_t + gamma (1 - d_t) V_{t+1} - V_t,  A_t = delta_t + gamma lam (1 - d_t) A_{t+1}.
     """
-    next_values = torch.cat([values[1:], torch.as_tensor(bootstrap_value, dtype=values.dtype)
-                             .reshape(1)])
+    bootstrap = torch.as_tensor(bootstrap_value, dtype=values.dtype)
+    next_values = torch.cat([values[1:], bootstrap.reshape(1, *values.shape[1:])])
     deltas = rewards + gamma * (1.0 - dones) * next_values - values
     advantages = torch.empty_like(rewards)
-    running = torch.zeros((), dtype=rewards.dtype)
+    running = torch.zeros(rewards.shape[1:], dtype=rewards.dtype)
     for t in range(rewards.shape[0] - 1, -1, -1):
         running = deltas[t] + gamma * lam * (1.0 - dones[t]) * running
         advantages[t] = running
@@ -67,7 +69,7 @@ def a3c_loss(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor,
             advantages = gae_advantages(rewards, values, dones, bootstrap_value, gamma, gae_lambda)
     log_probs = F.log_softmax(logits, dim=-1)
     entropy = -(log_probs.exp() * log_probs).sum(-1).sum()
-    policy_loss = -(log_probs.gather(1, actions.view(-1, 1)).squeeze(1) * advantages).sum()
+    policy_loss = -(log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1) * advantages).sum()
     value_loss = 0.5 * (returns - values).pow(2).sum()
     total = policy_loss + value_coef * value_loss - entropy_coef * entropy
     return A3CLoss(total, policy_loss, value_loss, entropy)

@@ -61,14 +61,22 @@ class ActorCritic(nn.Module):
 
     def unroll(self, obs: torch.Tensor, state: torch.Tensor, dones: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """A whole rollout at once: obs (T+1,C,H,W) from `state`, dones (T,) -> logits, values.
+        """A whole rollout at once: obs (T+1,C,H,W) from `state` (1,H), dones (T,) -> logits
+        (T+1,A), values (T+1,). Or k rollouts side by side: obs (T+1,k,C,H,W), state (k,H),
+        dones (T,k) -> logits (T+1,k,A), values (T+1,k).
 
         ``dones[t]`` says an episode ended after step t, so the core state is reset before
-        obs t+1. The convolutions run on all T+1 frames in one batch (the costly part); only
-        the GRUCell, if any, loops over time.
+        obs t+1. The convolutions run on all frames in one batch (the costly part); only the
+        GRUCell, if any, loops over time, one rollout after the other.
         """
-        features = self.encoder(obs)
-        hidden = self._core_unroll(features, state, dones)
+        if dones.dim() == 1:  # one rollout
+            features = self.encoder(obs)
+            hidden = self._core_unroll(features, state, dones)
+            return self.policy(hidden), self.value(hidden).squeeze(-1)
+        steps, k = obs.shape[:2]
+        features = self.encoder(obs.flatten(0, 1)).view(steps, k, -1)
+        hidden = torch.stack([self._core_unroll(features[:, i], state[i : i + 1], dones[:, i])
+                              for i in range(k)], dim=1)
         return self.policy(hidden), self.value(hidden).squeeze(-1)
 
     def _core_step(self, features: torch.Tensor, state: torch.Tensor

@@ -82,3 +82,227 @@ def plot_diagnostics(rows: list[dict[str, Any]], axes=None, x: str = "minutes",
         ax.set_xlabel("wall-clock minutes" if x == "minutes" else "agent steps", fontsize=8)
         ax.grid(alpha=0.3)
     return axes
+
+
+# ---------------------------------------------------------------------------------------------
+# Time-to-win results (benchmarks/results/time_to_win-*.json): what the target is defined on.
+#
+# A run's evaluator plays one greedy game after each reload of the shared weights (`eval`
+# rows: single games) and, when one game reaches the target, plays `eval_episodes` (10) more
+# with those weights frozen (`eval_confirm` rows: the confirmed mean). The target is met by a
+# confirmed mean, so the confirmations are the curve; the single games are drawn lighter.
+
+CONFIRM_MARKER = "o"
+WIN_MARKER = "*"
+
+
+def time_to_win_curves(result: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+    """The curves of one time_to_win result: ``games`` (every single greedy game, with the
+    running mean of the last 10 as ``mean10``) and ``confirms`` (every confirmed mean), each
+    with arrays ``minutes``, ``steps`` and ``value``."""
+    columns = result.get("eval_curve_columns", ["time_s", "steps", "eval_return", "mean10"])
+    games = [dict(zip(columns, row, strict=True)) for row in result.get("eval_curve", [])]
+    confirms = result.get("confirm_points", [])
+    return {
+        "games": {
+            "minutes": np.array([g["time_s"] / 60 for g in games]),
+            "steps": np.array([g["steps"] for g in games], dtype=np.int64),
+            "value": np.array([g["eval_return"] for g in games], dtype=np.float64),
+            "mean10": np.array([g.get("mean10", np.nan) for g in games], dtype=np.float64),
+        },
+        "confirms": {
+            "minutes": np.array([c[0] / 60 for c in confirms]),
+            "steps": np.array([c[1] for c in confirms], dtype=np.int64),
+            "value": np.array([c[2] for c in confirms], dtype=np.float64),
+        },
+    }
+
+
+def time_to_win_outcome(result: dict[str, Any]) -> str:
+    """How a time_to_win run ended, in the quantity its target is defined on: clauses
+    joined by "; " (the budget last)."""
+    n = result.get("eval_episodes") or 10
+    cap = result.get("cap_minutes")
+    budget = f"{cap:g}-min cap" if cap else "no cap"
+    if result.get("resumed"):
+        budget += ", then resumed"
+    if result.get("target_score") is None:
+        return (f"no target; {result['end_minutes']:.0f} min, best single game "
+                f"{result['best_eval']:g}; {budget}")
+    if result["reached"]:
+        return (f"{result['confirmed_mean']:+.1f} (mean of {n}) at {result['minutes']:.1f} min, "
+                f"{result['steps'] / 1e6:.2f} M steps; {budget}")
+    best = result.get("best_confirmed_mean")
+    best_text = (f"best mean of {n} {best:+.1f}" if best is not None
+                 else f"never confirmed, best single game {result['best_eval']:+g}")
+    how = {"minutes": "at its cap", "terminated": "stopped by hand"}.get(
+        result.get("stop_reason"), f"stopped: {result.get('stop_reason')}")
+    return (f"not won after {result['end_minutes']:.0f} min ({how}): {best_text}; "
+            f"{budget}")
+
+
+def plot_time_to_win(result: dict[str, Any], ax=None, x: str = "minutes",
+                     color: str | None = None, label: str | None = None,
+                     running_mean: bool | None = None, linestyle: str = "-"):
+    """One time_to_win result on `ax`: its single greedy games light, its confirmed means
+    (the quantity a target is defined on) as markers on a step line, a star on the
+    confirmation that met the target, an x where a run that missed it ended.
+
+    `x` is ``"minutes"`` (wall clock) or ``"steps"`` (agent steps, drawn in millions).
+    `running_mean` adds the mean of the last 10 single games (default: only for a result
+    without a target, where no confirmation is ever played). Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if x not in ("minutes", "steps"):
+        raise ValueError(f"x={x!r}: allowed are 'minutes', 'steps'")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    scale = 1e-6 if x == "steps" else 1.0
+    curves = time_to_win_curves(result)
+    games, confirms = curves["games"], curves["confirms"]
+    (light,) = ax.plot(games[x] * scale, games["value"], linestyle, color=color, lw=0.8,
+                       alpha=0.35, marker=".", ms=3)
+    color = light.get_color()
+    if running_mean is None:
+        running_mean = result.get("target_score") is None
+    if running_mean and len(games["mean10"]):
+        ax.plot(games[x] * scale, games["mean10"], linestyle, color=color, lw=1.8,
+                label=label)
+        label = None
+    if len(confirms["value"]):
+        ax.plot(confirms[x] * scale, confirms["value"], linestyle, color=color, lw=1.8,
+                drawstyle="steps-post", marker=CONFIRM_MARKER, ms=5, markeredgecolor="black",
+                markeredgewidth=0.6, label=label, zorder=3)
+        label = None
+    if result.get("reached"):
+        at = result["minutes"] if x == "minutes" else result["steps"] * scale
+        ax.plot(at, result["confirmed_mean"], WIN_MARKER, ms=14, color=color,
+                markeredgecolor="black", zorder=4, label=label)
+    elif result.get("finished") and result.get("target_score") is not None:
+        at = result["end_minutes"] if x == "minutes" else result["end_steps"] * scale
+        last = confirms["value"][-1] if len(confirms["value"]) else (
+            games["value"][-1] if len(games["value"]) else np.nan)
+        ax.plot(at, last, "x", ms=9, mew=2, color=color, zorder=4, label=label)
+    elif label is not None:  # nothing but single games: the light line carries the label
+        light.set_label(label)
+    ax.set_xlabel("wall-clock minutes" if x == "minutes" else "agent steps (millions)")
+    ax.set_ylabel("greedy game score")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def time_to_win_key(color: str = "0.3", eval_episodes: int = 10) -> list:
+    """Legend handles that explain the marks of :func:`plot_time_to_win` (for a legend of
+    its own, outside the data)."""
+    from matplotlib.lines import Line2D
+
+    return [
+        Line2D([], [], color=color, lw=0.8, alpha=0.35, marker=".", ms=3,
+               label="one greedy game (after each weight reload)"),
+        Line2D([], [], color=color, lw=1.8, drawstyle="steps-post", marker=CONFIRM_MARKER,
+               ms=5, markeredgecolor="black", markeredgewidth=0.6,
+               label=f"confirmed mean of {eval_episodes} greedy games"),
+        Line2D([], [], ls="", marker=WIN_MARKER, ms=14, color=color, markeredgecolor="black",
+               label="the confirmation that met the target"),
+        Line2D([], [], ls="", marker="x", ms=9, mew=2, color=color,
+               label="run ended without meeting it"),
+        Line2D([], [], color="black", lw=1, ls=":", label="target (+18 on Pong)"),
+    ]
+
+
+def _group_of(result: dict[str, Any]) -> tuple[str, str, bool]:
+    from .config import Config
+
+    as_is = (result.get("preset") == "default"
+             and not Config.from_dict(result["config"]).changes_from_preset())
+    return result["env"], result["protocol"], as_is
+
+
+def plot_time_to_win_grid(results: list[dict[str, Any]], ncols: int | None = None,
+                          goals: dict[str, float] | None = None, panel_size=(3.4, 3.0),
+                          bottom: float = 0.0):
+    """Small multiples, one panel per time_to_win result (each with
+    :func:`plot_time_to_win`), so every run shows at a glance whether its confirmed mean
+    reached the target. One row (or more) per group: game, protocol, and the default preset
+    as is against everything else; panels of a row share their x axis (minutes), every
+    Pong panel spans Pong's whole score range. `goals` draws a vertical line per protocol
+    (e.g. ``{"deterministic": 25}``). The key goes into a spare panel or below the panels;
+    `bottom` keeps that share of the figure's height free (for a footer). Returns the
+    figure."""
+    import matplotlib.pyplot as plt
+
+    goals = goals or {}
+    groups: dict[tuple[str, str, bool], list[dict[str, Any]]] = {}
+    for r in sorted(results, key=lambda r: (r["env"], r["protocol"] != "deterministic",
+                                            not _group_of(r)[2], r["preset"], r["model"],
+                                            r["seed"])):
+        groups.setdefault(_group_of(r), []).append(r)
+    ncols = ncols or max(2, min(4, max((len(g) for g in groups.values()), default=1)))
+    rows: list[list[dict[str, Any]]] = []
+    for members in groups.values():
+        rows += [members[i:i + ncols] for i in range(0, len(members), ncols)]
+    nrows = max(1, len(rows))
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                             figsize=(panel_size[0] * ncols, panel_size[1] * nrows + 0.6))
+    colours = {"gru": "tab:blue", "stack": "tab:orange"}
+    spare = []
+    for axrow, members in zip(axes, rows + [[]] * (nrows - len(rows)), strict=True):
+        right = max([max(r.get("end_minutes") or 0, goals.get(r["protocol"], 0))
+                     for r in members] or [1.0]) * 1.05
+        for i, ax in enumerate(axrow):
+            if i >= len(members):
+                ax.axis("off")
+                spare.append(ax)
+                continue
+            r = members[i]
+            plot_time_to_win(r, ax, "minutes", color=colours.get(r["model"]))
+            if r.get("target_score") is not None:
+                ax.axhline(r["target_score"], color="black", lw=1, ls=":")
+            if r["env"] == "ALE/Pong-v5":
+                ax.set_ylim(-22.5, 22.5)
+            goal = goals.get(r["protocol"])
+            if goal is not None:
+                ax.axvline(goal, color="tab:green", lw=0.8, ls=":")
+            cap = r.get("cap_minutes")
+            if cap and cap <= right:
+                ax.axvline(cap, color="tab:red", lw=0.8, ls="--")
+            ax.set_xlim(0, right)
+            game = r["env"].split("/")[-1].split("-")[0]
+            changes = _overrides(r)
+            what = f"{game}, {r['protocol']}: {r['preset']}/{r['model']} seed {r['seed']}"
+            ax.set_title("\n".join([what, *([changes] if changes else []),
+                                    *time_to_win_outcome(r).split("; ")]), fontsize=7.5)
+            ax.tick_params(labelsize=7)
+            ax.xaxis.label.set_size(7.5)
+            ax.yaxis.label.set_size(7.5)
+            if i:
+                ax.set_ylabel("")
+    from matplotlib.lines import Line2D
+
+    key = time_to_win_key() + [
+        Line2D([], [], color="tab:blue", lw=2, label="gru model"),
+        Line2D([], [], color="tab:orange", lw=2, label="stack model"),
+        Line2D([], [], color="tab:red", lw=0.8, ls="--", label="the run's cap (time budget)"),
+    ]
+    if goals:
+        key.append(Line2D([], [], color="tab:green", lw=0.8, ls=":",
+                          label="goal: " + ", ".join(f"{m:g} min {p}"
+                                                     for p, m in goals.items())))
+    if spare:
+        spare[0].legend(handles=key, loc="center", fontsize=7.5, frameon=False)
+        fig.tight_layout(rect=(0, bottom, 1, 1))
+    else:
+        below = 0.9 / fig.get_figheight()  # three rows of key entries
+        fig.legend(handles=key, loc="lower center", ncol=3, fontsize=7.5, frameon=False,
+                   bbox_to_anchor=(0.5, bottom))
+        fig.tight_layout(rect=(0, bottom + below, 1, 1))
+    return fig
+
+
+def _overrides(result: dict[str, Any]) -> str:
+    """The learning fields a result changed from its preset, e.g. 'standardize=False'."""
+    from .config import Config
+
+    changes = Config.from_dict(result["config"]).changes_from_preset()
+    return ", ".join(f"{k}={v}" for k, v in changes.items())

@@ -5,6 +5,8 @@
   and ``steps``; evaluation rows have ``eval_return``
 - ``checkpoint.pt`` model, shared Adam state and counters, replaced atomically
 - ``best.pt``       the agent whose confirmed greedy mean was best (when a target is set)
+- ``snapshots/``    the shared weights every ``snapshot_minutes`` (``000600s.pt``: after 600 s
+  of training), model only
 - ``tensorboard/``  the same rows for TensorBoard (only with ``tensorboard=True``)
 """
 
@@ -29,6 +31,19 @@ TENSORBOARD_FIELDS = {
     "eval": ("eval_return", "eval_length"),
     "eval_confirm": ("eval_return",),
 }
+
+
+SNAPSHOTS_DIR = "snapshots"
+
+
+def snapshot_path(run_dir: Path, time_s: float) -> Path:
+    """Where the snapshot taken after `time_s` seconds of training goes (names sort in time)."""
+    return run_dir / SNAPSHOTS_DIR / f"{int(time_s):06d}s.pt"
+
+
+def snapshots(run_dir: str | Path) -> list[Path]:
+    """A run's snapshots, oldest first."""
+    return sorted((Path(run_dir) / SNAPSHOTS_DIR).glob("*s.pt"))
 
 
 class RunDirError(ValueError):
@@ -61,6 +76,8 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
             (run_dir / name).unlink()
         for extra in run_dir.glob("metrics.discarded.jsonl"):
             extra.unlink()
+        for old in snapshots(run_dir):
+            old.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
 
 

@@ -54,6 +54,7 @@ from .rundir import (
     default_run_dir,
     prepare_run_dir,
     read_metrics,
+    snapshot_path,
     write_json,
 )
 from .shared_adam import SharedAdam
@@ -445,6 +446,17 @@ class _Session:
         save_checkpoint(self.run_dir / "checkpoint.pt", self.config, self.model,
                         self.optimizer, self.counters.to_dict())
 
+    def _snapshot(self) -> None:
+        """The shared weights as they are now, model only (see Config.snapshot_minutes)."""
+        if not self.backend.sync_model():
+            return
+        self._sync_counters()
+        path = snapshot_path(self.run_dir, self.counters.time_s)
+        path.parent.mkdir(exist_ok=True)
+        counters = {"steps": self.counters.steps, "time_s": self.counters.time_s}
+        save_checkpoint(path, self.config, self.model, None, counters)
+        self._row("snapshot", path=path.relative_to(self.run_dir).as_posix())
+
     def _save_best(self, event: Confirmation, steps: int) -> None:
         """best.pt: the weights whose confirmed greedy mean is the best so far (no optimizer)."""
         model = copy.deepcopy(self.model)
@@ -479,6 +491,9 @@ class _Session:
                                               self.counters.generation), **start_values)
             self.backend.start(self.counters.generation)
             last_checkpoint = last_row = time.monotonic()
+            # Snapshots at whole multiples of snapshot_minutes of the run's training time.
+            period = 60 * config.snapshot_minutes
+            next_snapshot = (self.elapsed() // period + 1) * period if period else 0.0
             row_totals, row_steps, rate = Totals(), self.steps(), None
             shown: dict[str, Any] = {}
             while True:
@@ -499,6 +514,9 @@ class _Session:
                 if now - last_checkpoint >= 60 * config.checkpoint_minutes:
                     self._checkpoint()
                     last_checkpoint = now
+                if config.snapshot_minutes and self.elapsed() >= next_snapshot:
+                    self._snapshot()
+                    next_snapshot += 60 * config.snapshot_minutes
                 self._flush_rows()
                 stop = self._stop_reason()
                 if stop:

@@ -1,27 +1,90 @@
 """One Hogwild actor-learner: the loop the seed describes, top to bottom.
 
-Each worker process owns an environment and a local copy of the model. Forever: copy the
-shared weights, play `num_steps` steps sampling from softmax(logits), compute the A3C loss
-on that rollout, clip the gradients, hand them to the shared model and step the shared Adam.
-No locks: concurrent updates of the shared parameters are the Hogwild bargain.
+Each worker process owns its games and a local copy of the model. Forever: copy the shared
+weights, play `num_steps` steps sampling from softmax(logits), compute the A3C loss on that
+rollout, clip the gradients, hand them to the shared model and step the shared Adam. No
+locks: concurrent updates of the shared parameters are the Hogwild bargain.
+
+With ``envs_per_worker = k > 1`` the worker plays k games side by side: one forward pass
+acts in all of them, and one update is made from their k rollouts (the loss is the sum of
+the k rollouts' losses). With k = 1 it is exactly the seed's loop.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
+import gymnasium as gym
+import numpy as np
 import torch
 
 from .children import EXIT_DIVERGED, Episode, Fatal, ParentWatch, SharedState, init_child
 from .config import Config
-from .envs import make_env
-from .loss import a3c_loss
+from .envs import make_worker_envs
+from .loss import A3CLoss, a3c_loss
 from .models import ActorCritic, build_model, copy_weights
 from .shared_adam import SharedAdam
 
 # A worker that meets this many non-finite updates in a row stops the run: the model has
 # diverged and skipping more updates would only hide it.
 MAX_NONFINITE_IN_A_ROW = 50
+
+
+@dataclass
+class Rollout:
+    """T steps of k games, as the loss needs them."""
+
+    observations: torch.Tensor  # (T+1, k, *obs): the T acted on, then the bootstrap one
+    actions: torch.Tensor  # (T, k) int64
+    rewards: torch.Tensor  # (T, k) training rewards (clipped)
+    dones: torch.Tensor  # (T, k) 1.0 where a game ended after step t
+    start_state: torch.Tensor  # (k, H) the core state before step 0, a constant (TBPTT)
+
+
+def play_rollout(model: ActorCritic, envs: gym.vector.VectorEnv, obs: np.ndarray,
+                 state: torch.Tensor, steps: int,
+                 on_episode: Callable[[int, float, int], None] = lambda i, r, n: None
+                 ) -> tuple[Rollout, np.ndarray, torch.Tensor]:
+    """ROLLOUT: `steps` steps in every game, sampling a ~ softmax(logits); returns the
+    rollout, and the observation and core state to go on from. `on_episode(game, score,
+    length)` hears of every game that ended (its real, unclipped score)."""
+    k = envs.num_envs
+    observations = torch.empty((steps + 1, k, *obs.shape[1:]))
+    actions = torch.empty((steps, k), dtype=torch.int64)
+    rewards = torch.empty((steps, k))
+    dones = torch.empty((steps, k))
+    start_state = state
+    with torch.no_grad():
+        for t in range(steps):
+            observations[t].copy_(torch.from_numpy(obs))
+            logits, _, state = model(observations[t], state)
+            actions[t] = torch.multinomial(torch.softmax(logits, -1), 1).squeeze(1)
+            obs, reward, terminated, truncated, info = envs.step(actions[t].numpy())
+            rewards[t] = torch.from_numpy(np.asarray(reward, dtype=np.float32))
+            # A time-limit truncation is treated as an end too (no bootstrap across it):
+            # rare in Atari (108,000 frames), and simpler than keeping the final frame.
+            ended = np.logical_or(terminated, truncated)
+            dones[t] = torch.from_numpy(ended.astype(np.float32))
+            if ended.any():
+                for i in np.flatnonzero(info["_episode"]):
+                    on_episode(int(i), float(info["episode"]["r"][i]),
+                               int(info["episode"]["l"][i]))
+                # A finished game's next observation starts a new episode: so does its state.
+                state = state * (1.0 - dones[t]).unsqueeze(1)
+        observations[steps].copy_(torch.from_numpy(obs))
+    return Rollout(observations, actions, rewards, dones, start_state), obs, state
+
+
+def rollout_loss(model: ActorCritic, rollout: Rollout, config: Config) -> A3CLoss:
+    """LOSS: re-run the rollout with gradients in one batch; the value of the last
+    observation is the bootstrap (a constant, not trained through)."""
+    steps = rollout.actions.shape[0]
+    logits, values = model.unroll(rollout.observations, rollout.start_state, rollout.dones)
+    return a3c_loss(logits[:steps], values[:steps], rollout.actions, rollout.rewards,
+                    rollout.dones, values[steps].detach(), config.gamma, config.gae_lambda,
+                    config.entropy_coef, config.value_coef)
 
 
 def apply_gradients(local: ActorCritic, shared: ActorCritic, optimizer: SharedAdam,
@@ -46,16 +109,16 @@ def train_worker(index: int, config: Config, shared: SharedState, parent_pid: in
     init_child()
     torch.manual_seed(seed)
     parent = ParentWatch(parent_pid)
-    env = make_env(config, train=True)
-    model = build_model(config, int(env.action_space.n), env.observation_space.shape)
-    T = config.num_steps
-
-    # The observation buffer is allocated once: the step loop copies each frame into it.
-    observations = torch.zeros((T + 1, *env.observation_space.shape))
-
-    obs, _ = env.reset(seed=seed)
-    state = model.initial_state()
+    envs = make_worker_envs(config)
+    model = build_model(config, int(envs.single_action_space.n),
+                        envs.single_observation_space.shape)
+    T, k = config.num_steps, envs.num_envs
+    obs, _ = envs.reset(seed=seed)  # game i is seeded seed + i
+    state = model.initial_state(k)
     nonfinite_in_a_row = 0
+
+    def report(game: int, score: float, length: int) -> None:
+        shared.events.put(Episode(index, score, length))
 
     while not shared.stop.is_set() and parent.alive():
         # WAIT while the evaluator confirms the target: it then has the cores, and the
@@ -65,36 +128,13 @@ def train_worker(index: int, config: Config, shared: SharedState, parent_pid: in
 
         # SYNC: start every rollout from the shared weights.
         copy_weights(model, shared.model)
-        start_state = state
 
-        # ROLLOUT: T steps with the local model, sampling a ~ softmax(logits).
-        actions, rewards, dones = [], [], []
-        with torch.no_grad():
-            for t in range(T):
-                observations[t].copy_(torch.from_numpy(obs))
-                logits, _, state = model(observations[t : t + 1], state)
-                action = int(torch.multinomial(torch.softmax(logits, -1), 1))
-                obs, reward, terminated, truncated, info = env.step(action)
-                actions.append(action)
-                rewards.append(float(reward))
-                # A time-limit truncation is treated as an end too (no bootstrap across it):
-                # rare in Atari (108,000 frames), and simpler than keeping the final frame.
-                dones.append(float(terminated or truncated))
-                if terminated or truncated:
-                    episode = info["episode"]  # RecordEpisodeStatistics: the unclipped score
-                    shared.events.put(Episode(index, float(episode["r"]), int(episode["l"])))
-                    obs, _ = env.reset()
-                    state = model.initial_state()
-            observations[T].copy_(torch.from_numpy(obs))
-        shared.counters.add_steps(index, T)
+        # ROLLOUT: T steps in each of the k games with the local model.
+        rollout, obs, state = play_rollout(model, envs, obs, state, T, report)
+        shared.counters.add_steps(index, T * k)
 
-        # LOSS: re-run the rollout with gradients in one batch; the value of the last
-        # observation is the bootstrap (a constant, not trained through).
-        done_mask = torch.tensor(dones)
-        logits, values = model.unroll(observations, start_state, done_mask)
-        loss = a3c_loss(logits[:T], values[:T], torch.tensor(actions), torch.tensor(rewards),
-                        done_mask, values[T].detach(), config.gamma, config.gae_lambda,
-                        config.entropy_coef, config.value_coef)
+        # LOSS: the k rollouts' A3C losses, summed.
+        loss = rollout_loss(model, rollout, config)
         model.zero_grad(set_to_none=True)
         loss.total.backward()
 
@@ -102,8 +142,9 @@ def train_worker(index: int, config: Config, shared: SharedState, parent_pid: in
         grad_norm = apply_gradients(model, shared.model, shared.optimizer, config.max_grad_norm)
         if grad_norm is not None:
             # DIAGNOSTICS: per-step means of the loss terms, for the trainer's progress rows.
-            shared.counters.add_update(index, loss.policy.item() / T, loss.value.item() / T,
-                                       loss.entropy.item() / T, grad_norm)
+            n = T * k
+            shared.counters.add_update(index, loss.policy.item() / n, loss.value.item() / n,
+                                       loss.entropy.item() / n, grad_norm)
             nonfinite_in_a_row = 0
         else:
             shared.counters.add_nonfinite(index)
@@ -112,9 +153,9 @@ def train_worker(index: int, config: Config, shared: SharedState, parent_pid: in
                 shared.events.put(Fatal(f"worker-{index}", (
                     f"worker {index}: {nonfinite_in_a_row} non-finite gradients in a row; the "
                     "model diverged (try a smaller lr or max_grad_norm)")))
-                env.close()
+                envs.close()
                 raise SystemExit(EXIT_DIVERGED)
         # Truncated backpropagation through time: the next rollout starts from this state
         # as a constant, so gradients never flow back across rollouts.
         state = state.detach()
-    env.close()
+    envs.close()

@@ -68,7 +68,7 @@ def machine() -> dict[str, Any]:
             pass
     try:
         load = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
+    except (OSError, AttributeError):  # Windows has no load average
         load = None
     return {
         "cores": os.cpu_count(),

@@ -34,7 +34,11 @@ import a3c_course
 from a3c_course.config import Config
 from a3c_course.worker import train_worker
 
-# What the loop's direct callees are, in the words of the worker's own comments.
+# The loop and the phases it hands to functions, whose callees make the split.
+LOOP_FUNCTIONS = {"train_worker": "the loop's own lines",
+                  "play_rollout": "ROLLOUT: its own lines (buffers, episode ends)",
+                  "rollout_loss": "LOSS: its own lines"}
+# What the callees are, in the words of the worker's own comments.
 WHAT = {
     "step": "environment step (ALE emulator, frame skip, preprocessing wrappers)",
     "reset": "environment reset at an episode's end",
@@ -92,16 +96,22 @@ def profile_loop(config: Config, warmup: float, seconds: float) -> dict[str, Any
     steps, elapsed = run_loop(config, seconds, profiler)
 
     stats = pstats.Stats(profiler)
-    loop_key = next(k for k in stats.stats if k[2] == "train_worker")  # type: ignore[attr-defined]
-    own_time = stats.stats[loop_key][2]  # type: ignore[attr-defined]
+    table = stats.stats  # type: ignore[attr-defined]
+    # The loop and the two phases it hands whole to functions of its own: their callees are
+    # the split, their own lines one entry each.
+    containers = {k: k[2] for k in table if k[2] in LOOP_FUNCTIONS}
     callees = []
-    for key, (_, _, _, _, callers) in stats.stats.items():  # type: ignore[attr-defined]
-        if loop_key in callers:
-            calls, _, _, cumulative = callers[loop_key]
-            callees.append({"function": _label(key), "what": _what(key), "calls": calls,
-                            "seconds": round(cumulative, 3)})
-    callees.append({"function": "train_worker", "what": "the loop's own lines", "calls": 1,
-                    "seconds": round(own_time, 3)})
+    for key, (_, _, _, _, callers) in table.items():
+        if key in containers:
+            continue
+        for container in containers:
+            if container in callers:
+                calls, _, _, cumulative = callers[container]
+                callees.append({"function": _label(key), "what": _what(key), "calls": calls,
+                                "seconds": round(cumulative, 3)})
+    for key, name in containers.items():
+        callees.append({"function": name, "what": LOOP_FUNCTIONS[name], "calls": table[key][1],
+                        "seconds": round(table[key][2], 3)})
     total = sum(c["seconds"] for c in callees)
     for c in callees:
         c["share"] = round(c["seconds"] / total, 4)

@@ -30,7 +30,9 @@ import numpy as np
 import torch
 
 import a3c_course
+from a3c_course.children import WorkerCounters
 from a3c_course.config import Config
+from a3c_course.ray_backend import WorkerReport
 from a3c_course.shared_adam import SharedAdam
 
 
@@ -47,7 +49,7 @@ class Prober:
         import ray
 
         grads = np.random.default_rng(0).standard_normal(size).astype(np.float32) * 1e-3
-        report = {"steps": 0, "nonfinite": 0, "events": []}
+        report = WorkerReport([0.0] * len(WorkerCounters.COLUMNS), [])
         times: dict[str, list[float]] = {"pull_ms": [], "push_ms": []}
         for _ in range(calls):
             t0 = time.perf_counter()
@@ -71,7 +73,7 @@ def measure_server_work(config: Config, calls: int) -> float:
                              SharedAdam(model.parameters(), lr=config.lr).state_dict(),
                              config.workers)
     grads = np.random.default_rng(0).standard_normal(flat_size(model)).astype(np.float32) * 1e-3
-    report = {"steps": 0, "nonfinite": 0, "events": []}
+    report = WorkerReport([0.0] * len(WorkerCounters.COLUMNS), [])
     times = []
     for _ in range(calls):
         t0 = time.perf_counter()

@@ -283,3 +283,28 @@ def test_the_cli_ends_in_words_or_json(pong_run: tuple[Path, dict[str, Any], int
     assert result.returncode == 0, result.stderr
     assert "step budget ran out" in result.stdout and "resume:" in result.stdout
     assert f"--run-dir {run_dir}" in result.stdout
+
+
+def test_snapshots_keep_the_weights_every_few_minutes(tmp_path: Path) -> None:
+    """snapshot_minutes=0.05: a small model-only checkpoint every 3 s of training, each one
+    loadable by `a3c evaluate`, each logged."""
+    from a3c_course.checkpoint import load_model
+    from a3c_course.rundir import snapshots
+
+    run_dir = tmp_path / "run"
+    _run(run_dir, "--env", "CartPole-v1", "--workers", "2", "--minutes", "0.3", "--set",
+         "snapshot_minutes=0.05", "--set", "eval_nice=0", timeout=180)
+    found = snapshots(run_dir)
+    rows = [r for r in read_rows(run_dir) if r["event"] == "snapshot"]
+    assert len(found) == len(rows) >= 3
+    assert [run_dir / r["path"] for r in rows] == found
+    times = [load_checkpoint(p).counters["time_s"] for p in found]
+    assert times == sorted(times) and all(t >= 3 for t in times)
+    for path, row in zip(found, rows, strict=True):
+        checkpoint = load_checkpoint(path)
+        assert checkpoint.optimizer_state is None  # small: the model only
+        assert checkpoint.counters["steps"] == row["steps"]
+        assert path.name == f"{int(checkpoint.counters['time_s']):06d}s.pt"
+        load_model(str(path))
+    result = run_a3c("evaluate", str(found[0]), "--episodes", "1", "--json", timeout=120)
+    assert result.returncode == 0, result.stderr
