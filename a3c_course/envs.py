@@ -24,6 +24,19 @@ gym.register_envs(ale_py)  # makes the ALE/... ids known; the ROMs ship inside a
 ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
 
 
+def make_emulator(config: Config, render_mode: str | None = None) -> gym.Env:
+    """The bare ALE game of `config`: frame skip and sticky actions, no preprocessing (what
+    the benchmarks time as the emulator's own speed)."""
+    return gym.make(
+        config.env_id,
+        obs_type="grayscale" if config.grayscale else "rgb",
+        frameskip=config.frame_skip,
+        repeat_action_probability=config.repeat_action_probability,
+        full_action_space=False,
+        render_mode=render_mode,
+    )
+
+
 def make_env(config: Config, train: bool = True, render_mode: str | None = None,
              statistics: bool = True) -> gym.Env:
     """The game of `config`, preprocessed as the config says.
@@ -44,14 +57,7 @@ def make_env(config: Config, train: bool = True, render_mode: str | None = None,
             env = FrameStackObservation(env, stack_size=config.stack_frames)
             env = ReshapeObservation(env, (int(np.prod(env.observation_space.shape)),))
         return env
-    env = gym.make(
-        config.env_id,
-        obs_type="grayscale" if config.grayscale else "rgb",
-        frameskip=config.frame_skip,
-        repeat_action_probability=config.repeat_action_probability,
-        full_action_space=False,
-        render_mode=render_mode,
-    )
+    env = make_emulator(config, render_mode)
     if statistics:
         env = RecordEpisodeStatistics(env)
     shape = (config.frame_channels, config.frame_size, config.frame_size)

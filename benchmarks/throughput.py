@@ -1,6 +1,11 @@
-"""Training throughput of the Hogwild trainer against its limit, on the same cores.
+"""Training throughput of the Hogwild trainer against the emulator and its limit, on the
+same cores.
 
-Two measurements of agent steps per second, one after the other, with the same config:
+Three measurements of agent steps per second, one after the other, with the same config:
+
+- the EMULATOR: ``workers`` spawned processes, each stepping the bare ALE game (same game,
+  frame skip and sticky actions; random actions, no preprocessing, no network). Whatever the
+  machine, ``trainer / emulator`` says how much of the emulator's speed training keeps.
 
 - the LIMIT: ``workers`` spawned processes, each running the library's own worker loop
   (:func:`a3c_course.worker.train_worker`) on private objects only: a private model and a
@@ -26,12 +31,15 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import common
+import numpy as np
 
 from a3c_course.children import SharedState, WorkerCounters
 from a3c_course.config import Config
+from a3c_course.envs import make_emulator
 from a3c_course.shared_adam import SharedAdam
 from a3c_course.worker import train_worker
 
@@ -66,30 +74,61 @@ def private_state(config: Config) -> SharedState:
     )
 
 
-def limit_child(index: int, config: Config, seed: int, conn: Any) -> None:
-    """One process of the limit: the real worker loop on private objects only."""
-    shared = private_state(config)
+def _report_samples(index: int, conn: Any, steps: Callable[[], int], stop: Any,
+                    body: Callable[[], None]) -> None:
+    """Run `body` (until `stop` is set) while a thread samples `steps()` every SAMPLE_S and
+    answers the parent: "started" once stepping, the samples once told to stop."""
     samples: list[tuple[float, int]] = []
 
     def monitor() -> None:
         # Sleeps in poll() almost all the time, so it takes nothing from the loop it watches.
         started = False
-        while not shared.stop.is_set():
-            steps = shared.counters.worker_totals(index).steps
-            samples.append((time.time(), steps))
-            if steps > 0 and not started:
+        while not stop.is_set():
+            now = steps()
+            samples.append((time.time(), now))
+            if now > 0 and not started:
                 conn.send(("started", time.time()))
                 started = True
             if conn.poll(SAMPLE_S):
                 conn.recv()
-                samples.append((time.time(), shared.counters.worker_totals(index).steps))
-                shared.stop.set()
+                samples.append((time.time(), steps()))
+                stop.set()
 
     thread = threading.Thread(target=monitor, daemon=True)
     thread.start()
-    train_worker(index, config, shared, os.getppid(), seed)
+    body()
     thread.join()
     conn.send(("samples", samples))
+
+
+def limit_child(index: int, config: Config, seed: int, conn: Any) -> None:
+    """One process of the limit: the real worker loop on private objects only."""
+    shared = private_state(config)
+    _report_samples(index, conn, lambda: shared.counters.worker_totals(index).steps,
+                    shared.stop, lambda: train_worker(index, config, shared, os.getppid(), seed))
+
+
+def emulator_child(index: int, config: Config, seed: int, conn: Any) -> None:
+    """One process of the emulator measurement: the bare game, random actions."""
+    from a3c_course.children import init_child
+
+    init_child()
+    stop = threading.Event()
+    counted = [0]
+
+    def play() -> None:
+        env = make_emulator(config)
+        rng = np.random.default_rng(seed)
+        env.reset(seed=seed)
+        actions = int(env.action_space.n)
+        while not stop.is_set():
+            _, _, terminated, truncated, _ = env.step(int(rng.integers(actions)))
+            counted[0] += 1
+            if terminated or truncated:
+                env.reset()
+        env.close()
+
+    _report_samples(index, conn, lambda: counted[0], stop, play)
 
 
 def _steps_at(samples: list[tuple[float, int]], t: float) -> float:
@@ -104,13 +143,24 @@ def _steps_at(samples: list[tuple[float, int]], t: float) -> float:
 
 def measure_limit(config: Config, warmup: float, seconds: float) -> dict[str, Any]:
     """Steps/s of `workers` unshared copies of the worker loop running at the same time."""
+    return measure_processes(limit_child, "limit", config, warmup, seconds)
+
+
+def measure_emulator(config: Config, warmup: float, seconds: float) -> dict[str, Any]:
+    """Steps/s of `workers` processes stepping only the emulator, at the same time."""
+    return measure_processes(emulator_child, "emulator", config, warmup, seconds)
+
+
+def measure_processes(child: Callable[..., None], name: str, config: Config, warmup: float,
+                      seconds: float) -> dict[str, Any]:
+    """Agent steps/s summed over `workers` processes running `child` at the same time, over a
+    window that opens `warmup` s after the last one started stepping."""
     ctx = mp.get_context("spawn")
     procs, conns = [], []
     for i in range(config.workers):
         parent_conn, child_conn = ctx.Pipe()
-        proc = ctx.Process(target=limit_child, args=(i, config, config.seed + 1000 * i,
-                                                     child_conn),
-                           name=f"limit-{i}", daemon=True)
+        proc = ctx.Process(target=child, args=(i, config, config.seed + 1000 * i, child_conn),
+                           name=f"{name}-{i}", daemon=True)
         proc.start()
         procs.append(proc)
         conns.append(parent_conn)
@@ -162,15 +212,20 @@ def main(argv: list[str] | None = None) -> int:
 
     rounds = []
     for r in range(args.rounds):
-        print(f"round {r + 1}/{args.rounds}: limit, {config.workers} unshared processes ...",
-              file=sys.stderr, flush=True)
+        print(f"round {r + 1}/{args.rounds}: emulator, limit, trainer on {config.workers} "
+              "processes ...", file=sys.stderr, flush=True)
+        emulator = measure_emulator(config, args.warmup, args.seconds)
+        print(f"  emulator {emulator['steps_per_s']:8.1f} steps/s", file=sys.stderr, flush=True)
         limit = measure_limit(config, args.warmup, args.seconds)
-        print(f"  limit   {limit['steps_per_s']:8.1f} steps/s", file=sys.stderr, flush=True)
+        print(f"  limit    {limit['steps_per_s']:8.1f} steps/s", file=sys.stderr, flush=True)
         trainer = common.measure_trainer(config, args.warmup, args.seconds)
-        print(f"  trainer {trainer['steps_per_s']:8.1f} steps/s", file=sys.stderr, flush=True)
-        rounds.append({"limit": limit, "trainer": trainer,
-                       "ratio": round(trainer["steps_per_s"] / limit["steps_per_s"], 3)})
+        print(f"  trainer  {trainer['steps_per_s']:8.1f} steps/s", file=sys.stderr, flush=True)
+        rounds.append({"emulator": emulator, "limit": limit, "trainer": trainer,
+                       "ratio": round(trainer["steps_per_s"] / limit["steps_per_s"], 3),
+                       "emulator_ratio": round(trainer["steps_per_s"]
+                                               / emulator["steps_per_s"], 3)})
 
+    emulator_rate = statistics.median(r["emulator"]["steps_per_s"] for r in rounds)
     limit_rate = statistics.median(r["limit"]["steps_per_s"] for r in rounds)
     trainer_rate = statistics.median(r["trainer"]["steps_per_s"] for r in rounds)
     from a3c_course.envs import env_spaces
@@ -187,15 +242,19 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": count_parameters(build_model(config, n_actions, obs_shape)),
         "warmup_s": args.warmup,
         "seconds": args.seconds,
+        "emulator_steps_per_s": emulator_rate,
+        "emulator_steps_per_s_per_process": round(emulator_rate / config.workers, 1),
         "limit_steps_per_s": limit_rate,
         "trainer_steps_per_s": trainer_rate,
         "ratio": round(trainer_rate / limit_rate, 3),
+        "emulator_ratio": round(trainer_rate / emulator_rate, 3),
         "rounds": rounds,
         "machine_end": common.machine(),
         "config": config.to_dict(),
     }
     common.write_json(out, result)
-    print(f"limit {limit_rate:.1f} steps/s, trainer {trainer_rate:.1f} steps/s, ratio "
+    print(f"emulator {emulator_rate:.1f}, limit {limit_rate:.1f}, trainer {trainer_rate:.1f} "
+          f"steps/s; trainer/emulator {result['emulator_ratio']:.3f}, trainer/limit "
           f"{result['ratio']:.3f} -> {out}")
     return 0
 

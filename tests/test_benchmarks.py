@@ -76,15 +76,19 @@ def test_plot_draws_every_figure_from_result_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("model", ["gru", "stack"])
-def test_throughput_measures_limit_and_trainer(tmp_path: Path, model: str) -> None:
+def test_throughput_measures_emulator_limit_and_trainer(tmp_path: Path, model: str) -> None:
     _bench("throughput.py", "--model", model, "--workers", "1", "--seconds", "3", "--warmup",
-           "2", "--out", str(tmp_path), "--name", "t")
+           "2", "--out", str(tmp_path), "--name", "t", "--set", "envs_per_worker=2")
     result = json.loads((tmp_path / "t.json").read_text())
     _provenance_ok(result)
     assert result["model"] == model and result["workers"] == 1
+    assert result["config"]["envs_per_worker"] == 2
     assert result["limit_steps_per_s"] > 0 and result["trainer_steps_per_s"] > 0
+    assert result["emulator_steps_per_s"] > 0
     assert result["ratio"] == pytest.approx(
         result["trainer_steps_per_s"] / result["limit_steps_per_s"], abs=0.01)
+    assert result["emulator_ratio"] == pytest.approx(
+        result["trainer_steps_per_s"] / result["emulator_steps_per_s"], abs=0.01)
 
 
 def test_ship_agent_refuses_a_weak_agent_and_ships_a_good_enough_one(tmp_path: Path) -> None:
