@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ def save_checkpoint(path: str | Path, config: Config, model: torch.nn.Module,
 def _sync_directory(folder: Path) -> None:
     """Make the rename itself durable (POSIX). Windows cannot open a folder as a file, and
     its rename is already recorded by the file system's journal: nothing to do there."""
-    if os.name == "nt":
+    if sys.platform == "win32":
         return
     try:
         dir_fd = os.open(folder, os.O_RDONLY)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -287,7 +288,7 @@ def lower_priority(nice: int) -> bool:
     if nice <= 0:
         return False
     try:
-        if os.name == "nt":
+        if sys.platform == "win32":
             cls = psutil.IDLE_PRIORITY_CLASS if nice >= 15 else psutil.BELOW_NORMAL_PRIORITY_CLASS
             psutil.Process().nice(cls)
         else:
@@ -308,7 +309,7 @@ class ParentWatch:
 
     def __init__(self, parent_pid: int, use_ppid: bool | None = None) -> None:
         self.parent_pid = parent_pid
-        self.use_ppid = (os.name == "posix") if use_ppid is None else use_ppid
+        self.use_ppid = (sys.platform != "win32") if use_ppid is None else use_ppid
         self._process: Any = None
         if not self.use_ppid:
             import psutil

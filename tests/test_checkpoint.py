@@ -325,3 +325,18 @@ def test_optimizer_state_is_checked_before_resuming(
     _rewrite(path, optimizer=None)
     with pytest.raises(CheckpointError, match="no optimizer state"):
         check_optimizer_state(load_checkpoint(path), model)
+
+
+def test_saving_on_windows_skips_the_folder_sync(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows cannot open a folder to fsync it: the save must not try (and still land)."""
+    from a3c_course import checkpoint as module
+
+    opened: list[object] = []
+    real_open = module.os.open
+    monkeypatch.setattr(module.sys, "platform", "win32")
+    monkeypatch.setattr(module.os, "open", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    config = make_config(frame_size=42, conv_channels=(8, 8, 8), hidden_size=32)
+    model = build_model(config, 6)
+    save_checkpoint(tmp_path / "w.pt", config, model, None, {"steps": 5})
+    assert opened == [] and load_checkpoint(tmp_path / "w.pt").counters["steps"] == 5

@@ -101,7 +101,7 @@ def test_lower_priority_uses_a_priority_class_on_windows(monkeypatch: pytest.Mon
         def nice(self, value: object) -> None:
             asked.append(value)
 
-    monkeypatch.setattr(children.os, "name", "nt")
+    monkeypatch.setattr(children.sys, "platform", "win32")
     monkeypatch.setattr(psutil, "Process", FakeProcess)
     monkeypatch.setattr(psutil, "BELOW_NORMAL_PRIORITY_CLASS", 0x4000, raising=False)
     monkeypatch.setattr(psutil, "IDLE_PRIORITY_CLASS", 0x40, raising=False)

@@ -308,3 +308,21 @@ def test_snapshots_keep_the_weights_every_few_minutes(tmp_path: Path) -> None:
         load_model(str(path))
     result = run_a3c("evaluate", str(found[0]), "--episodes", "1", "--json", timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_sigterm_and_windows_ctrl_break_stop_like_ctrl_c(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """Inside a run, SIGTERM (and Ctrl-Break, where Windows has it) becomes the clean stop of
+    Ctrl-C; outside, the previous handlers are back. Ctrl-Break is played here by SIGUSR1."""
+    import signal
+
+    from a3c_course import trainer
+
+    if not hasattr(signal, "SIGUSR1"):
+        pytest.skip("needs a spare signal to play Ctrl-Break")
+    monkeypatch.setattr(signal, "SIGBREAK", signal.SIGUSR1, raising=False)
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    for signum in (signal.SIGTERM, signal.SIGUSR1):
+        with pytest.raises(KeyboardInterrupt), trainer._sigterm_stops():
+            signal.raise_signal(signum)
+    assert {s: signal.getsignal(s) for s in before} == before
