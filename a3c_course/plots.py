@@ -137,8 +137,7 @@ def time_to_win_outcome(result: dict[str, Any]) -> str:
                  else f"never confirmed, best single game {result['best_eval']:+g}")
     how = {"minutes": "at its cap", "terminated": "stopped by hand"}.get(
         result.get("stop_reason"), f"stopped: {result.get('stop_reason')}")
-    return (f"not won after {result['end_minutes']:.0f} min ({how}): {best_text}; "
-            f"{budget}")
+    return f"not won after {result['end_minutes']:.0f} min ({how}); {best_text}; {budget}"
 
 
 def plot_time_to_win(result: dict[str, Any], ax=None, x: str = "minutes",
@@ -221,15 +220,15 @@ def _group_of(result: dict[str, Any]) -> tuple[str, str, bool]:
 
 def plot_time_to_win_grid(results: list[dict[str, Any]], ncols: int | None = None,
                           goals: dict[str, float] | None = None, panel_size=(3.4, 3.0),
-                          bottom: float = 0.0):
+                          bottom: float = 0.0, title: str | None = None):
     """Small multiples, one panel per time_to_win result (each with
     :func:`plot_time_to_win`), so every run shows at a glance whether its confirmed mean
     reached the target. One row (or more) per group: game, protocol, and the default preset
     as is against everything else; panels of a row share their x axis (minutes), every
     Pong panel spans Pong's whole score range. `goals` draws a vertical line per protocol
     (e.g. ``{"deterministic": 25}``). The key goes into a spare panel or below the panels;
-    `bottom` keeps that share of the figure's height free (for a footer). Returns the
-    figure."""
+    `bottom` keeps that share of the figure's height free (for a footer); `title` goes
+    above all panels. Returns the figure."""
     import matplotlib.pyplot as plt
 
     goals = goals or {}
@@ -289,14 +288,18 @@ def plot_time_to_win_grid(results: list[dict[str, Any]], ncols: int | None = Non
         key.append(Line2D([], [], color="tab:green", lw=0.8, ls=":",
                           label="goal: " + ", ".join(f"{m:g} min {p}"
                                                      for p, m in goals.items())))
+    top = 1.0
+    if title:
+        fig.suptitle(title, fontsize=10)
+        top -= 0.35 / fig.get_figheight()
     if spare:
         spare[0].legend(handles=key, loc="center", fontsize=7.5, frameon=False)
-        fig.tight_layout(rect=(0, bottom, 1, 1))
+        fig.tight_layout(rect=(0, bottom, 1, top))
     else:
         below = 0.9 / fig.get_figheight()  # three rows of key entries
         fig.legend(handles=key, loc="lower center", ncol=3, fontsize=7.5, frameon=False,
                    bbox_to_anchor=(0.5, bottom))
-        fig.tight_layout(rect=(0, bottom + below, 1, 1))
+        fig.tight_layout(rect=(0, bottom + below, 1, top))
     return fig
 
 

@@ -2,12 +2,14 @@
 
 Reads benchmarks/results/*.json and draws
 
-- images/score_vs_minutes.png: the greedy evaluation score (running mean of 10 episodes)
-  against wall-clock minutes for every time_to_win result, with the +18 target line;
+- images/score_vs_minutes.png: one panel per time_to_win result against wall-clock minutes:
+  the confirmed means of 10 greedy games (the quantity the +18 target is defined on) as
+  markers on a step line, every single greedy game lighter, the target, the goal, the cap;
 - images/throughput.png: limit and trainer steps/s for every throughput result, with the
   ratio trainer/limit;
 - images/gru_vs_stack.png: the seed's question, GRU against 4-frame stack: the runs of the
-  default preset as is (deterministic Pong), score against minutes and against agent steps.
+  default preset as is (deterministic Pong), drawn the same way against minutes and against
+  agent steps.
 
 Every figure carries a footer naming the command that made it and the files it read.
 
@@ -27,6 +29,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from a3c_course.plots import (  # noqa: E402
+    plot_time_to_win,
+    plot_time_to_win_grid,
+    time_to_win_key,
+    time_to_win_outcome,
+)
 
 # From ../shared/anchors.md (deterministic Pong, 2 cores): the public PyTorch A3C.
 ANCHOR_MINUTES = 45.0
@@ -57,53 +67,17 @@ def _overrides(r: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in changes.items())
 
 
-def _label(r: dict[str, Any]) -> str:
-    return f"{r['preset']}/{r['model']} seed {r['seed']}, {r['protocol']}"
-
-
 def plot_scores(runs: list[tuple[Path, dict[str, Any]]], out: Path, sources: str) -> Path:
-    """Greedy score (running mean) against minutes, one line per run."""
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    labels = [_label(r) for _, r in runs]
-    for (path, r), label in zip(runs, labels, strict=True):
-        if labels.count(label) > 1:  # variants of one preset: the file name tells them apart
-            label = path.stem.removeprefix("time_to_win-")
-        curve = r["eval_curve"]
-        minutes = [row[0] / 60 for row in curve]
-        mean = [row[3] for row in curve]
-        style = "--" if r["protocol"] == "sticky" else "-"
-        (line,) = ax.plot(minutes, mean, style, lw=1.5, label=label)
-        if r["reached"]:
-            ax.plot(r["minutes"], r["confirmed_mean"], "*", ms=13, color=line.get_color(),
-                    markeredgecolor="black")
-            ax.annotate(f"{r['minutes']:.1f} min", (r["minutes"], r["confirmed_mean"]),
-                        textcoords="offset points", xytext=(4, 6), fontsize=8)
-        elif minutes and r["finished"]:
-            ax.plot(minutes[-1], mean[-1], "x", ms=9, color=line.get_color())
-        elif minutes:  # a run still going (or killed): its curve so far, marked as such
-            line.set_label(f"{label} (unfinished)")
-    if all(r["env"] == "ALE/Pong-v5" for _, r in runs):
-        ax.set_ylim(-21.8, 21.8)  # Pong's whole score range, so figures compare at a glance
-    target = runs[0][1]["target_score"]
-    ax.axhline(target, color="black", lw=1, ls=":")
-    ax.text(0.5, target + 0.4, f"target {target:+g} (greedy mean of 10)", fontsize=8)
-    for protocol, minutes in GOAL_MINUTES.items():
-        if any(r["protocol"] == protocol for _, r in runs):
-            ax.axvline(minutes, color="tab:green", lw=0.8, ls=":")
-            ax.text(minutes, ax.get_ylim()[0] + 0.5, f"goal {protocol} ", rotation=90, ha="right",
-                    fontsize=7, color="tab:green", va="bottom")
-    ax.axvline(ANCHOR_MINUTES, color="0.5", lw=0.8, ls="-.")
-    ax.text(ANCHOR_MINUTES, ax.get_ylim()[0] + 0.5, "ikostrikov/pytorch-a3c: first +18 ",
-            rotation=90, ha="right", fontsize=7, color="0.4", va="bottom")
-    ax.set_xlabel("wall-clock minutes since the run started")
-    ax.set_ylabel("greedy evaluation score (running mean of 10 episodes)")
-    ax.set_title("Pong: greedy score against wall-clock time (* = target confirmed, "
-                 "x = cap reached)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    """One panel per run: its confirmed 10-game means (what the target is defined on) on a
+    step line, its single greedy games lighter, the target, the goal and the run's cap."""
+    goals = {p: m for p, m in GOAL_MINUTES.items() if any(r["protocol"] == p for _, r in runs)}
+    fig = plot_time_to_win_grid(
+        [r for _, r in runs], goals=goals, bottom=0.04,
+        title="Every time-to-win run: did its confirmed mean of 10 greedy games reach the "
+              "target? (ikostrikov/pytorch-a3c, deterministic Pong: first single game >= "
+              f"+18 after {ANCHOR_MINUTES:g} min)")
     footer(fig, sources)
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
 
@@ -116,38 +90,37 @@ def comparison_runs(runs: list[tuple[Path, dict[str, Any]]], protocol: str = "de
 
 
 def plot_gru_vs_stack(runs: list[tuple[Path, dict[str, Any]]], out: Path, sources: str) -> Path:
-    """Two panels, score against minutes and against agent steps; colour = model."""
+    """Two panels, score against minutes and against agent steps; colour = model, line
+    style = seed; confirmed means as markers, single greedy games lighter."""
     colours = {"gru": "tab:blue", "stack": "tab:orange"}
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
-    for _, r in runs:
-        seeds = sorted({q["seed"] for _, q in runs if q["model"] == r["model"]})
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.6), sharey=True)
+    ordered = sorted((r for _, r in runs), key=lambda r: (r["model"], r["seed"]))
+    handles = []
+    for r in ordered:
+        seeds = sorted({q["seed"] for q in ordered if q["model"] == r["model"]})
         style = ["-", "--", ":", "-."][seeds.index(r["seed"]) % 4]
-        label = f"{r['model']} seed {r['seed']}"
-        curve = r["eval_curve"]
-        for ax, column, scale in ((axes[0], 0, 1 / 60), (axes[1], 1, 1e-6)):
-            xs = [row[column] * scale for row in curve]
-            ax.plot(xs, [row[3] for row in curve], style, color=colours[r["model"]], lw=1.5,
-                    label=label)
-            if r["reached"]:
-                x = r["minutes"] if column == 0 else r["steps"] * scale
-                if xs:  # the running mean lags the confirmation: join them with a thin line
-                    ax.plot([xs[-1], x], [curve[-1][3], r["confirmed_mean"]], ":", lw=0.8,
-                            color=colours[r["model"]])
-                ax.plot(x, r["confirmed_mean"], "*", ms=12, color=colours[r["model"]],
-                        markeredgecolor="black")
-    target = runs[0][1]["target_score"]
-    for ax, xlabel in ((axes[0], "wall-clock minutes"), (axes[1], "agent steps (millions)")):
+        label = f"{r['model']} seed {r['seed']}: " + time_to_win_outcome(r).split("; ")[0]
+        if r["reached"] and r["minutes"] - r["minutes_at_weights"] > 1:  # a slow confirmation
+            label += f"\n(its weights of {r['minutes_at_weights']:.1f} min: confirmed without "\
+                     "pausing the workers)"
+        for ax, x in zip(axes, ("minutes", "steps"), strict=True):
+            plot_time_to_win(r, ax, x, color=colours[r["model"]], linestyle=style)
+        handles.append(Line2D([], [], color=colours[r["model"]], ls=style, lw=1.5,
+                              marker="*", ms=11, markeredgecolor="black", label=label))
+    target = ordered[0]["target_score"]
+    for ax in axes:
         ax.axhline(target, color="black", lw=1, ls=":")
-        ax.set_xlabel(xlabel)
-        ax.grid(alpha=0.3)
-        ax.set_ylim(-21.8, 21.8)
-    axes[0].set_ylabel("greedy score (running mean of 10 episodes)")
-    axes[1].legend(fontsize=8, loc="lower right")
+        ax.set_ylim(-22.5, 22.5)
+    axes[1].set_ylabel("")
+    per_model = {m: sum(r["model"] == m for r in ordered) for m in colours}
+    fig.legend(handles=handles + time_to_win_key()[0:3:2], loc="lower center", ncol=3,
+               fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.05))
     fig.suptitle("GRU (1 frame + GRUCell) against a 4-frame stack: deterministic Pong, default "
-                 "preset, 2 cores (* = +18 confirmed)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+                 "preset, 2 cores; seeds per model: "
+                 + ", ".join(f"{m} {n}" for m, n in per_model.items()), fontsize=10)
+    fig.tight_layout(rect=(0, 0.2, 1, 1))
     footer(fig, sources)
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
 
@@ -167,7 +140,8 @@ def plot_throughput(results: list[tuple[Path, dict[str, Any]]], out: Path, sourc
                if i == 0 else None)
         ax.bar(i + width / 2, trainer, width, color="tab:blue", label="trainer (Hogwild)"
                if i == 0 else None)
-        ax.text(i, max(limit, trainer) * 1.02, f"ratio {r['ratio']:.2f}", ha="center",
+        # From the two rates, not the file's rounded `ratio` (0.935 would print as 0.94).
+        ax.text(i, max(limit, trainer) * 1.02, f"ratio {trainer / limit:.2f}", ha="center",
                 fontsize=9)
     ax.axhline(ANCHOR_STEPS_PER_S, color="tab:red", lw=0.8, ls="--",
                label="ikostrikov/pytorch-a3c, 2 processes (anchors.md, deterministic Pong)")

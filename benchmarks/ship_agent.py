@@ -1,6 +1,7 @@
 """Ship a trained agent with the package: export it, evaluate it, record how it was made.
 
     python benchmarks/ship_agent.py runs/pong-det-s1 pong
+    python benchmarks/ship_agent.py --strip-only pong pong-stack spaceinvaders
 
 writes, beside each other in a3c_course/pretrained/:
 - NAME.pt          the agent (model + config, no optimizer state), from RUN_DIR/best.pt
@@ -9,7 +10,12 @@ writes, beside each other in a3c_course/pretrained/:
                    seeds that training never used (what `a3c evaluate pretrained:NAME --json`
                    prints, plus provenance)
 - NAME.train.json  the run's config, a command that reproduces it, and its learning curve
-and images/NAME.mp4, one greedy game.
+and images/NAME.mp4, one greedy game (sticky actions, the evaluation's first seed), with
+images/NAME.png, a strip of its frames for code hosts that drop the video.
+
+`--strip-only NAME ...` writes only images/NAME.png for agents already shipped: it replays
+the game of the shipped video (the seed and sticky-action probability recorded in
+NAME.eval.json) into a temporary mp4 and keeps its strip; nothing shipped is touched.
 
 Nothing is replaced until the candidate has been evaluated and its records read. Exit status:
 0 shipped; 1 not shipped because its mean is below --min-mean M; 2 bad input (a missing run
@@ -23,6 +29,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import common
@@ -38,10 +45,37 @@ from a3c_course.video import record_video
 EVAL_SEED = 20_000_000
 
 
+def strip_only(names: list[str], out: Path, video_dir: Path, video_frames: int) -> int:
+    """images/NAME.png for agents already shipped: the game of their shipped video, replayed
+    with the seed and protocol of NAME.eval.json into a temporary mp4 (the shipped files and
+    the committed video stay as they are). Exit status 2 if an agent is missing."""
+    for name in names:
+        agent, eval_json = out / f"{name}.pt", out / f"{name}.eval.json"
+        if not (agent.is_file() and eval_json.is_file()):
+            print(f"{name}: {agent} or {eval_json} missing: not shipped", file=sys.stderr)
+            return 2
+        evaluation = json.loads(eval_json.read_text())
+        model, config = load_model(agent)
+        config = config.replace(repeat_action_probability=evaluation["repeat_action_probability"])
+        strip = video_dir / f"{name}.png"
+        with tempfile.TemporaryDirectory() as tmp:
+            replay = Path(tmp) / f"{name}.mp4"
+            score, steps = record_video(model, config, replay, seed=evaluation["seed"],
+                                        max_frames=video_frames, scale=1, strip=strip)
+            shipped = video_dir / f"{name}.mp4"
+            same = shipped.is_file() and shipped.read_bytes() == replay.read_bytes()
+        print(f"pretrained:{name}: strip {strip} ({score:+.0f} in {steps} steps; "
+              + (f"the same game as {shipped}" if same else
+                 f"WARNING: the replay's mp4 differs from {shipped}") + ")", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("name", help="the agent's name: pretrained:NAME")
+    p.add_argument("run_dir", type=Path, nargs="?")
+    p.add_argument("name", nargs="?", help="the agent's name: pretrained:NAME")
+    p.add_argument("--strip-only", nargs="+", metavar="NAME",
+                   help="only write images/NAME.png for these shipped agents")
     p.add_argument("--checkpoint", default="best.pt", help="file in RUN_DIR to ship")
     p.add_argument("--episodes", type=int, default=30)
     p.add_argument("--repeat-action-probability", type=float, default=0.25)
@@ -54,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="where the agent and its JSON files go (default: the package's)")
     p.add_argument("--video-dir", type=Path, default=common.REPO / "images")
     args = p.parse_args(argv)
+    if args.strip_only:
+        if args.run_dir is not None:
+            p.error("--strip-only takes agent names only, no RUN_DIR")
+        torch.set_num_threads(1)
+        return strip_only(args.strip_only, args.out, args.video_dir, args.video_frames)
+    if args.run_dir is None or args.name is None:
+        p.error("RUN_DIR and NAME are required (or --strip-only NAME ...)")
     if args.episodes < 1:
         p.error(f"--episodes {args.episodes}: must be at least 1")
 
@@ -62,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                  ".train.json")]
     agent, eval_json, train_json = outputs
     video = args.video_dir / f"{args.name}.mp4"
-    existing = [str(f) for f in (*outputs, video) if f.exists()]
+    strip = video.with_suffix(".png")
+    existing = [str(f) for f in (*outputs, video, strip) if f.exists()]
     if existing and not args.overwrite:
         p.error(f"{', '.join(existing)} exist(s): pass --overwrite to replace them")
     for needed in (args.run_dir / args.checkpoint, args.run_dir / "config.json",
@@ -124,10 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     common.write_json(train_json, training)
 
     score, steps = record_video(model, config, video, seed=args.seed,
-                                max_frames=args.video_frames, scale=1)
+                                max_frames=args.video_frames, scale=1, strip=strip)
     print(f"pretrained:{args.name}: mean {evaluation['mean_return']:+.2f} over {len(returns)} "
-          f"episodes (sticky p={args.repeat_action_probability}); video {video} "
-          f"({score:+.0f} in {steps} steps)", file=sys.stderr)
+          f"episodes (sticky p={args.repeat_action_probability}); video {video} and its strip "
+          f"{strip} ({score:+.0f} in {steps} steps)", file=sys.stderr)
     return 0
 
 
