@@ -113,6 +113,14 @@ def test_ship_agent_refuses_a_weak_agent_and_ships_a_good_enough_one(tmp_path: P
     assert evaluation["episodes"] == 2 and len(evaluation["returns"]) == 2
     assert evaluation["mean_return"] == sum(evaluation["returns"]) / 2 >= -21
     assert (videos / "cp.mp4").read_bytes()[4:8] == b"ftyp"
+    strip = (videos / "cp.png").read_bytes()
+    assert strip[:8] == b"\x89PNG\r\n\x1a\n"  # the frames a code host shows
+    # --strip-only redraws the strip of an agent already shipped, touching nothing else.
+    (videos / "cp.png").unlink()
+    _bench("ship_agent.py", "--strip-only", "cp", "--out", str(out), "--video-dir", str(videos),
+           "--video-frames", "50")
+    assert (videos / "cp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {p.name for p in out.iterdir()} == {"cp.pt", "cp.eval.json", "cp.train.json"}
     # Shipping again without --overwrite is refused, and the shipped agent stays.
     before = (out / "cp.pt").read_bytes()
     again = subprocess.run([sys.executable, str(BENCH / "ship_agent.py"), str(runs / "cp"),
