@@ -326,3 +326,21 @@ def test_sigterm_and_windows_ctrl_break_stop_like_ctrl_c(monkeypatch: pytest.Mon
         with pytest.raises(KeyboardInterrupt), trainer._sigterm_stops():
             signal.raise_signal(signum)
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+@pytest.mark.parametrize("run", sorted(p.name for p in (Path(__file__).resolve().parents[1]
+                                                          / "checkpoints").iterdir()))
+def test_committed_runs_still_resume(run: str) -> None:
+    """The run directories committed before the trainer's refactor still read as runs: their
+    counters become Counters, their config matches their checkpoint, and resuming would
+    start from where they stopped (checked without training)."""
+    from a3c_course.checkpoint import check_compatible
+    from a3c_course.rundir import read_metrics
+    from a3c_course.trainer import Counters
+
+    run_dir = Path(__file__).resolve().parents[1] / "checkpoints" / run
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+    counters = Counters.from_dict(checkpoint.counters)
+    assert counters.steps > 0 and counters.metrics_rows <= len(read_metrics(run_dir))
+    check_compatible(checkpoint, checkpoint.config)
+    assert checkpoint.optimizer_state is not None
