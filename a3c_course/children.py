@@ -90,10 +90,12 @@ class Fatal:
 
 @dataclass(frozen=True)
 class Restarted:
-    """The backend restarted a child that died (`exitcode` None when it cannot know)."""
+    """The backend restarted a child that died after living `lived_s` seconds since its
+    start (`exitcode` None when the backend cannot know)."""
 
     child: str
     exitcode: int | None
+    lived_s: float
 
 
 Event = Episode | Evaluation | Confirmation | Fatal | Restarted

@@ -76,6 +76,7 @@ class PipeSink:
 class _Child:
     process: mp.process.BaseProcess
     events: Connection  # the trainer's (reading) end of the child's pipe
+    started: float  # time.monotonic() at its start
 
 
 class LocalBackend:
@@ -114,7 +115,7 @@ class LocalBackend:
             if code == EXIT_DIVERGED:
                 events.append(Fatal(name, diverged_message(name)))
             else:
-                events.append(Restarted(name, code))
+                events.append(Restarted(name, code, time.monotonic() - child.started))
                 self._start(name)
         return Poll(self.shared.counters.totals(), events)
 
@@ -161,7 +162,7 @@ class LocalBackend:
                                    daemon=True)
         process.start()
         writer.close()  # the child holds the only write end: its death closes the pipe
-        self.children[name] = _Child(process, reader)
+        self.children[name] = _Child(process, reader, time.monotonic())
 
     def _alive(self) -> bool:
         return any(child.process.is_alive() for child in self.children.values())

@@ -140,13 +140,16 @@ class ParameterServer:
         self.counters = WorkerCounters(workers, shared=False)
         self.events: list[Event] = []
         self.starts: dict[str, int] = {}
+        self.started_at: dict[str, float] = {}
         self.flags = {"stop": False, "pause": False}
 
     def register(self, name: str) -> int:
         """A child (re)starts: returns how many times it has started, 1 the first time."""
         starts = self.starts[name] = self.starts.get(name, 0) + 1
-        if starts > 1:
-            self.events.append(Restarted(name, None))
+        now = time.monotonic()
+        if starts > 1:  # it lived from its last start to about now (plus Ray's restart)
+            self.events.append(Restarted(name, None, now - self.started_at[name]))
+        self.started_at[name] = now
         return starts
 
     def pull(self) -> tuple[np.ndarray, bool, bool]:

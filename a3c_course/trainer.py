@@ -17,7 +17,6 @@ import os
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -64,8 +63,8 @@ __all__ = ["BACKENDS", "Counters", "RunDirError", "TrainResult", "TrainingError"
 
 POLL_S = 0.25  # how often the trainer looks at its children
 PROGRESS_ROW_S = 10.0  # how often a progress row goes to metrics.jsonl
-MAX_RESTARTS = 5  # a child that dies this many times ...
-RESTART_WINDOW_S = 60.0  # ... within this many seconds stops the run
+MAX_RESTARTS = 5  # a child that dies this many times in a row ...
+RESTART_WINDOW_S = 60.0  # ... each within this many seconds of its start, stops the run
 BACKENDS = ("local", "ray")
 EXIT_CODES = {"interrupted": 130, "terminated": 143}  # as a shell reports those signals
 
@@ -363,7 +362,7 @@ class _Session:
         self.on_rows, self.should_stop = on_rows, should_stop
         self.base = Counters(**asdict(counters))  # where this session started
         self.totals = Totals()  # this session's worker totals, from the last poll
-        self.deaths: dict[str, deque[float]] = {}
+        self.short_lives: dict[str, int] = {}  # deaths in a row soon after a start
         self.start_time = time.monotonic()
         self.last_eval: float | None = None
         # The best confirmed greedy mean so far (a resumed run starts from its best.pt's).
@@ -412,19 +411,22 @@ class _Session:
                 raise TrainingError(event.message)
 
     def _count_restart(self, event: Restarted) -> None:
-        """Log a child's restart; stop the run if it keeps dying."""
-        now = time.monotonic()
-        deaths = self.deaths.setdefault(event.child, deque())
-        deaths.append(now)
-        while deaths and now - deaths[0] > RESTART_WINDOW_S:
-            deaths.popleft()
+        """Log a child's restart; stop the run if it keeps dying soon after it starts.
+
+        Lifetimes, not the clock: on a busy machine a restart alone (a new interpreter,
+        torch) can take many seconds, and a crash loop must still be seen as one.
+        """
+        short = event.lived_s < RESTART_WINDOW_S
+        streak = self.short_lives[event.child] = (
+            self.short_lives.get(event.child, 0) + 1 if short else 0)
         self.counters.restarts += 1
         self._row("worker_restart", child=event.child, exitcode=event.exitcode,
-                  restarts=self.counters.restarts)
-        if len(deaths) >= MAX_RESTARTS:
+                  lived_s=round(event.lived_s, 1), restarts=self.counters.restarts)
+        if streak >= MAX_RESTARTS:
             raise TrainingError(
-                f"{event.child} died {len(deaths)} times within {RESTART_WINDOW_S:.0f} s (last "
-                f"exit code {event.exitcode}); stopping instead of restarting it again")
+                f"{event.child} died {streak} times in a row, each within "
+                f"{RESTART_WINDOW_S:.0f} s of its start (last exit code {event.exitcode}); "
+                "stopping instead of restarting it again")
 
     def _poll(self) -> None:
         poll = self.backend.poll()

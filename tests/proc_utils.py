@@ -75,6 +75,15 @@ def spawned_only(procs: list[psutil.Process]) -> list[psutil.Process]:
     return found
 
 
+def _ctrl_c_as_in_a_terminal() -> dict[str, Any]:
+    """Start the trainer with Ctrl-C (SIGINT) handled, as it is in a terminal, whatever the
+    test runner inherited: a shell ignores SIGINT in what it starts in the background, and
+    the children inherit that."""
+    if sys.platform == "win32":
+        return {}
+    return {"preexec_fn": lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)}
+
+
 class Trainer:
     """`a3c train ... --run-dir RUN --no-progress --json` in the background, with its children
     watched."""
@@ -89,7 +98,7 @@ class Trainer:
         # Output goes to files, not pipes: a full pipe nobody reads would block the trainer.
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
             self.popen = subprocess.Popen(cmd, stdout=out, stderr=err, env=env or a3c_env(),
-                                          cwd=ROOT)
+                                          cwd=ROOT, **_ctrl_c_as_in_a_terminal())
         self.process = psutil.Process(self.popen.pid)
         self.seen: dict[int, psutil.Process] = {}
 

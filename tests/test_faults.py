@@ -275,7 +275,8 @@ if __name__ == "__main__":
     from a3c_course.config import make_config
     from a3c_course.trainer import TrainingError, train
 
-    config = make_config(env="CartPole-v1", num_workers=2, max_minutes=2.0, eval_nice=0)
+    # A long budget: the run must end by its fault, which takes minutes on a busy machine.
+    config = make_config(env="CartPole-v1", num_workers=2, max_minutes=15.0, eval_nice=0)
     try:
         train(config, sys.argv[1], progress=False)
     except TrainingError as e:
@@ -296,7 +297,7 @@ def _run_faulty(tmp_path: Path, fault: str) -> tuple[Trainer, str]:
 def test_a_worker_that_keeps_dying_stops_the_run(tmp_path: Path) -> None:
     trainer, _ = _run_faulty(tmp_path, "crash")
     with trainer:
-        assert trainer.finish(timeout=WAIT_S + 90) == 1, trainer.stderr()
+        assert trainer.finish(timeout=4 * WAIT_S + 90) == 1, trainer.stderr()
         seen = list(trainer.seen.values())
         error = json.loads(trainer.stdout().strip().splitlines()[-1])["error"]
         assert "died 5 times" in error and "stopping" in error, error
@@ -304,6 +305,8 @@ def test_a_worker_that_keeps_dying_stops_the_run(tmp_path: Path) -> None:
     rows = read_rows(trainer.run_dir)
     restarts = [r for r in rows if r["event"] == "worker_restart"]
     assert len(restarts) >= 4 and all(r["exitcode"] == 7 for r in restarts), restarts
+    # Counted by how long each life lasted, not by the clock: a busy machine restarts slowly.
+    assert all(0 < r["lived_s"] < 60 for r in restarts), restarts
     assert rows[-1]["event"] == "stop" and rows[-1]["reason"] == "error"
     load_checkpoint(trainer.run_dir / "checkpoint.pt")  # the final checkpoint is still written
 
@@ -311,7 +314,7 @@ def test_a_worker_that_keeps_dying_stops_the_run(tmp_path: Path) -> None:
 def test_a_diverged_model_stops_the_run_with_finite_weights(tmp_path: Path) -> None:
     trainer, _ = _run_faulty(tmp_path, "nan")
     with trainer:
-        assert trainer.finish(timeout=WAIT_S + 90) == 1, trainer.stderr()
+        assert trainer.finish(timeout=4 * WAIT_S + 90) == 1, trainer.stderr()
         error = json.loads(trainer.stdout().strip().splitlines()[-1])["error"]
         assert "diverged" in error, error
         assert_all_gone(list(trainer.seen.values()), timeout=5)
