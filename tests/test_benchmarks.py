@@ -154,3 +154,15 @@ def test_profile_worker_splits_the_loop_into_its_steps(tmp_path: Path) -> None:
     for step in ("environment step (ALE emulator, frame skip, preprocessing wrappers)",
                  "LOSS: backward pass", "UPDATE: clip, hand the gradients over, shared Adam step"):
         assert shares[step] > 0, step
+
+
+def test_stop_latency_times_a_stop(tmp_path: Path) -> None:
+    _bench("stop_latency.py", "--load", "0", "--repeats", "1", "--out", str(tmp_path),
+           "--name", "s")
+    result = json.loads((tmp_path / "s.json").read_text())
+    _provenance_ok(result)
+    assert {c["signal"] for c in result["cases"]} == {"ctrl-c", "sigterm"}
+    for case in result["cases"]:
+        (run,) = case["runs"]
+        assert run["children"] == 3 and run["exit_code"] in (130, 143)
+        assert 0 <= run["children_s"] <= run["all_s"] and run["trainer_s"] <= run["all_s"]
