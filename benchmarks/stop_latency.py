@@ -28,6 +28,9 @@ import common
 import psutil
 
 START_TIMEOUT_S = 300.0
+# A CPU-bound process that ends with this script, even if this script is killed.
+BUSY = ("import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n"
+        "    for _ in range(1_000_000):\n        pass\n")
 GIVE_UP_S = 60.0
 
 
@@ -64,7 +67,7 @@ def measure_once(signum: int, load: int) -> dict[str, Any]:
                     raise RuntimeError("the trainer did not start playing")
                 time.sleep(0.2)
             for _ in range(load * (os.cpu_count() or 1)):
-                busy.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+                busy.append(subprocess.Popen([sys.executable, "-c", BUSY]))
             time.sleep(2.0 if load else 0.0)  # the load is up before the signal
             everyone = root.children(recursive=True)
             children = [p for p in everyone if _spawned(p)]

@@ -233,9 +233,13 @@ class CpuLoad:
         self.count = per_core * (os.cpu_count() or 1)
         self.procs: list[subprocess.Popen[bytes]] = []
 
+    # Busy, but gone with the test process even when that is killed before its clean-up.
+    BUSY = ("import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n"
+            "    for _ in range(1_000_000):\n        pass\n")
+
     def __enter__(self) -> CpuLoad:
         for _ in range(self.count):
-            self.procs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+            self.procs.append(subprocess.Popen([sys.executable, "-c", self.BUSY]))
         return self
 
     def __exit__(self, *exc: object) -> None:
