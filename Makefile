@@ -40,7 +40,7 @@ train: $(STAMP)
 # tests must run here, not skip (A3C_REQUIRE_RAY=1).
 test: $(RAY_STAMP)
 	$(BIN)/ruff check .
-	A3C_TEST_MODE=1 A3C_REQUIRE_RAY=1 $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider
+	A3C_TEST_MODE=1 A3C_REQUIRE_RAY=1 $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider --durations=15
 
 # Open the notebooks in JupyterLab (the kernel is .venv's Python). Jupyter refuses to run as
 # root without --allow-root, so it is added for root (containers); LAB_ARGS="--port 9999" adds more.
