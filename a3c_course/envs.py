@@ -26,7 +26,9 @@ ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
 
 def make_emulator(config: Config, render_mode: str | None = None) -> gym.Env:
     """The bare ALE game of `config`: frame skip and sticky actions, no preprocessing (what
-    the benchmarks time as the emulator's own speed)."""
+    the benchmarks time as the emulator's own speed); a non-Atari id is its bare env."""
+    if not is_atari(config.env_id):
+        return gym.make(config.env_id, render_mode=render_mode)
     return gym.make(
         config.env_id,
         obs_type="grayscale" if config.grayscale else "rgb",

@@ -6,7 +6,9 @@ Reads benchmarks/results/*.json and draws
   the confirmed means of 10 greedy games (the quantity the +18 target is defined on) as
   markers on a step line, every single greedy game lighter, the target, the goal, the cap;
 - images/throughput.png: limit and trainer steps/s for every throughput result, with the
-  ratio trainer/limit;
+  ratio trainer/limit (the envs-per-worker sweep apart);
+- images/envs_per_worker.png: the sweep throughput-<preset>-<model>-k<K>: trainer steps/s and
+  the emulator ratio against games per worker;
 - images/gru_vs_stack.png: the seed's question, GRU against 4-frame stack: the runs of the
   default preset as is (deterministic Pong), drawn the same way against minutes and against
   agent steps.
@@ -160,6 +162,56 @@ def plot_throughput(results: list[tuple[Path, dict[str, Any]]], out: Path, sourc
     return out
 
 
+EMULATOR_RATIO_GOAL = 0.4  # issue 15: trainer steps/s >= 0.4 x the emulator's on the same cores
+
+
+def is_envs_sweep(path: Path) -> bool:
+    """A throughput result of the envs-per-worker sweep (throughput-<preset>-<model>-k<K>)."""
+    return path.stem.rsplit("-", 1)[-1][:1] == "k" and path.stem.rsplit("-", 1)[-1][1:].isdigit()
+
+
+def plot_envs_per_worker(results: list[tuple[Path, dict[str, Any]]], out: Path, sources: str
+                         ) -> Path:
+    """The trainer's speed against k (games per worker), one line per model: as agent
+    steps/s beside the emulator's own, and as the emulator ratio with the goal."""
+    fig, (rates, ratios) = plt.subplots(1, 2, figsize=(11, 4.6))
+    colors = {"gru": "tab:orange", "stack": "tab:blue"}
+    for model in sorted({r["model"] for _, r in results}):
+        rows = sorted((r["config"]["envs_per_worker"], r) for _, r in results
+                      if r["model"] == model)
+        ks = [k for k, _ in rows]
+        color = colors.get(model, "tab:gray")
+        rates.plot(ks, [r["trainer_steps_per_s"] for _, r in rows], "o-", color=color,
+                   label=f"{model}: trainer")
+        rates.plot(ks, [r["emulator_steps_per_s"] for _, r in rows], "x:", color=color,
+                   alpha=0.6, label=f"{model}: emulator alone (same run)")
+        # From the two rates, not the file's rounded ratio.
+        ratios.plot(ks, [r["trainer_steps_per_s"] / r["emulator_steps_per_s"] for _, r in rows],
+                    "o-", color=color, label=model)
+    ratios.axhline(EMULATOR_RATIO_GOAL, color="tab:red", lw=0.8, ls="--",
+                   label=f"goal {EMULATOR_RATIO_GOAL}")
+    workers = sorted({r["workers"] for _, r in results})
+    cores = sorted({r["machine"]["cores"] for _, r in results})
+    for ax in (rates, ratios):
+        ax.set_xscale("log", base=2)
+        ks = sorted({r["config"]["envs_per_worker"] for _, r in results})
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlabel("games per worker (envs_per_worker)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    rates.set_ylabel("agent steps per second (all workers)")
+    rates.set_ylim(0, None)
+    ratios.set_ylabel("trainer / emulator")
+    ratios.set_ylim(0, max(0.6, ratios.get_ylim()[1]))
+    fig.suptitle(f"Training speed against games per worker: {', '.join(map(str, workers))} "
+                 f"workers on {', '.join(map(str, cores))} cores, default preset", fontsize=10)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    footer(fig, sources)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", type=Path, default=common.RESULTS,
@@ -193,12 +245,17 @@ def main(argv: list[str] | None = None) -> int:
         print("gru_vs_stack.png needs deterministic default-preset runs of both models",
               file=sys.stderr)
 
-    rates = load(args.results, "throughput")
+    rates = [(p, r) for p, r in load(args.results, "throughput") if not is_envs_sweep(p)]
     if rates:
         path = plot_throughput(rates, args.out / "throughput.png", f"{shown}/throughput-*.json")
         print(f"{len(rates)} results -> {path}")
     else:
         print(f"no throughput results in {args.results}", file=sys.stderr)
+    sweep = [(p, r) for p, r in load(args.results, "throughput") if is_envs_sweep(p)]
+    if sweep:
+        path = plot_envs_per_worker(sweep, args.out / "envs_per_worker.png",
+                                    f"{shown}/throughput-*-k*.json")
+        print(f"{len(sweep)} results -> {path}")
     return 0
 
 

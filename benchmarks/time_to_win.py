@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import common
+from emulator import measure_emulator
 
 import a3c_course
 from a3c_course.config import Config, make_config
@@ -29,6 +30,10 @@ from a3c_course.rundir import read_metrics
 
 MAX_CURVE_POINTS = 400  # the JSON keeps an evenly thinned eval curve
 MEAN_OF = 10  # the curve's running mean, and the "final score", average this many evaluations
+# The emulator-only speed measured before each run (benchmarks/emulator.py): a short window
+# is enough, its spread between runs is a few per cent.
+EMULATOR_WARMUP_S = 1.0 if a3c_course.TEST_MODE else 3.0
+EMULATOR_SECONDS = 2.0 if a3c_course.TEST_MODE else 10.0
 
 
 def _minutes(seconds: float | None) -> float | None:
@@ -182,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.summarise:
         for run_dir in args.summarise:
             result = {"benchmark": "time_to_win", **header, "train_command": None,
+                      "emulator_steps_per_s": None, "emulator_steps_per_s_per_process": None,
                       **summarise(run_dir)}
             name = args.name if args.name and len(args.summarise) == 1 else run_dir.name
             _report(common.write_json(out_dir / f"time_to_win-{name}.json", result), result)
@@ -216,6 +222,13 @@ def main(argv: list[str] | None = None) -> int:
             train += ["--set", item]
         if args.overwrite:
             train.append("--overwrite")
+        # The machine's own speed just before the run (same game, protocol and process count),
+        # so that minutes from different machines can be compared.
+        run_config = config.replace(seed=seed, repeat_action_probability=args
+                                    .repeat_action_probability,
+                                    **({} if args.workers is None
+                                       else {"num_workers": args.workers}))
+        emulator = measure_emulator(run_config, EMULATOR_WARMUP_S, EMULATOR_SECONDS)
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         log_path = run_dir.parent / f"{name}.log"
         print(f"{name}: a3c {shlex.join(train)} (log: {log_path})", file=sys.stderr, flush=True)
@@ -239,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         result = {"benchmark": "time_to_win", **header,
                   "train_command": shlex.join(["a3c", *train]),
                   "train_exit_code": code,
+                  "emulator_steps_per_s": emulator["steps_per_s"],
+                  "emulator_steps_per_s_per_process": round(
+                      emulator["steps_per_s"] / run_config.workers, 1),
                   **summarise(run_dir, target)}
         _report(common.write_json(out_dir / f"time_to_win-{name}.json", result), result)
         if status == 130:
