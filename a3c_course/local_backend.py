@@ -126,16 +126,11 @@ class LocalBackend:
         """Stop flag; a short grace (reading their pipes, so none blocks on a full one);
         then terminate, then kill."""
         self.shared.stop.set()
-        events: list[Event] = []
-        deadline = time.monotonic() + STOP_GRACE_S
-        while self._alive() and time.monotonic() < deadline:
-            events += self._read(wait=True, timeout=0.05)
+        events = self._drain_while_alive(STOP_GRACE_S)
         for child in self.children.values():
             if child.process.is_alive():
                 child.process.terminate()
-        deadline = time.monotonic() + KILL_WAIT_S
-        while self._alive() and time.monotonic() < deadline:
-            events += self._read(wait=True, timeout=0.05)
+        events += self._drain_while_alive(KILL_WAIT_S)
         for child in self.children.values():
             if child.process.is_alive():
                 child.process.kill()
@@ -144,6 +139,14 @@ class LocalBackend:
             child.events.close()
         self.children = {}
         return Poll(self.shared.counters.totals(), events)
+
+    def _drain_while_alive(self, seconds: float) -> list[Event]:
+        """Read the children's events until all have exited or `seconds` have passed."""
+        events: list[Event] = []
+        deadline = time.monotonic() + seconds
+        while self._alive() and time.monotonic() < deadline:
+            events += self._read(wait=True, timeout=0.05)
+        return events
 
     # ------------------------------------------------------------------ children
     def _start(self, name: str) -> None:
