@@ -77,7 +77,10 @@ class Config:
     model: str = "gru"
     """'gru': one frame + GRUCell; 'stack': the last `stack_frames` frames concatenated"""
     conv_channels: tuple[int, ...] = (16, 32, 32, 32)
-    """output channels of each 3x3 stride-2 conv layer (the `stack` model starts at [1])"""
+    """output channels of each 3x3 stride-2 conv layer"""
+    stack_widen_first: bool = True
+    """`stack` model: its first layer as wide as its second (the seed's 12->16->16 for four RGB
+    frames, where `gru` has 3->8->16); off, both models use `conv_channels` as given"""
     hidden_size: int = 256
     """GRUCell state size (`gru`) or width of the dense layer (`stack`)"""
 
@@ -161,8 +164,9 @@ class Config:
             if not 1 <= c <= 4096:
                 raise ConfigError(
                     f"conv_channels={self.conv_channels}: widths must be 1 to 4096")
-        if len(self.conv_channels) < 2 and self.model == "stack":
-            raise ConfigError("conv_channels needs at least 2 layers for the 'stack' model")
+        if len(self.conv_channels) < 2 and self.model == "stack" and self.stack_widen_first:
+            raise ConfigError("conv_channels needs at least 2 layers for the 'stack' model "
+                              "with stack_widen_first=True")
         if self.frame_size / 2 ** len(self.conv_channels) < 1:
             raise ConfigError(
                 f"conv_channels has {len(self.conv_channels)} stride-2 layers, too many for "
@@ -280,7 +284,8 @@ _NOT_A_VARIANT = {"env", "model", "num_workers", "seed", "max_steps", "max_minut
 # Fields added after runs were saved without them, with the behaviour those runs had.
 FIELDS_ADDED_LATER: dict[str, Any] = {"standardize": False, "eval_render": False,
                                       "stop_at_target": True, "confirm_pause": False,
-                                      "snapshot_minutes": 0.0, "envs_per_worker": 1}
+                                      "snapshot_minutes": 0.0, "envs_per_worker": 1,
+                                      "stack_widen_first": True}
 
 # ---------------------------------------------------------------------- presets
 PRESETS: dict[str, dict[str, Any]] = {

@@ -5,7 +5,8 @@ two heads (policy logits, state value). They differ only where the seed says:
 
 - ``gru``:   one frame in (C channels), a GRUCell carries what earlier frames showed.
 - ``stack``: the last k frames concatenated (k*C channels), a dense layer instead of the GRUCell.
-  Its first layer is as wide as its second (seed: 12->16->16 instead of 3->8->16).
+  In the seed its first layer is as wide as its second (12->16->16 instead of 3->8->16;
+  ``Config.stack_widen_first``).
 """
 
 from __future__ import annotations
@@ -67,16 +68,14 @@ class ActorCritic(nn.Module):
 
         ``dones[t]`` says an episode ended after step t, so the core state is reset before
         obs t+1. The convolutions run on all frames in one batch (the costly part); only the
-        GRUCell, if any, loops over time, one rollout after the other.
+        GRUCell, if any, loops over time.
         """
         if dones.dim() == 1:  # one rollout
             features = self.encoder(obs)
-            hidden = self._core_unroll(features, state, dones)
-            return self.policy(hidden), self.value(hidden).squeeze(-1)
-        steps, k = obs.shape[:2]
-        features = self.encoder(obs.flatten(0, 1)).view(steps, k, -1)
-        hidden = torch.stack([self._core_unroll(features[:, i], state[i : i + 1], dones[:, i])
-                              for i in range(k)], dim=1)
+        else:
+            steps, k = obs.shape[:2]
+            features = self.encoder(obs.flatten(0, 1)).view(steps, k, -1)
+        hidden = self._core_unroll(features, state, dones)
         return self.policy(hidden), self.value(hidden).squeeze(-1)
 
     def _core_step(self, features: torch.Tensor, state: torch.Tensor
@@ -109,9 +108,19 @@ class GRUActorCritic(ActorCritic):
         return state, state
 
     def _core_unroll(self, features, state, dones):
-        # The same GRUCell weights, unrolled by torch's fused sequence kernel (torch.gru): the
-        # numbers equal a Python loop over self.core, at half the cost. The sequence is cut
-        # where an episode ended, and the state restarts from zeros there.
+        if dones.dim() == 2:
+            # k rollouts: the GRUCell steps through time on all k at once, and a game that
+            # ended restarts its state from zeros (a batch of k beats k fused sequences of 1).
+            outputs = []
+            for t in range(features.shape[0]):
+                state = self.core(features[t], state)
+                outputs.append(state)
+                if t < dones.shape[0]:
+                    state = state * (1.0 - dones[t]).unsqueeze(-1)
+            return torch.stack(outputs)
+        # One rollout: the same GRUCell weights, unrolled by torch's fused sequence kernel
+        # (torch.gru): the numbers equal a Python loop over self.core, at half the cost. The
+        # sequence is cut where an episode ended, and the state restarts from zeros there.
         cell = self.core
         weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
         cuts = (torch.nonzero(dones[: features.shape[0] - 1]).flatten() + 1).tolist()
@@ -169,8 +178,9 @@ def build_model(config: Config, num_actions: int,
         encoder, features = mlp_encoder(obs_shape[0])
     else:
         c = config.conv_channels
-        # The stack model's first layer is as wide as its second (seed: 12->16->16).
-        channels = c if config.model == "gru" else (c[1], *c[1:])
+        # The seed widened its stack model's first layer to its second's (12->16->16).
+        widen = config.model == "stack" and config.stack_widen_first
+        channels = (c[1], *c[1:]) if widen else c
         encoder, features = conv_encoder(config.input_channels, channels, config.frame_size)
     return kind(encoder, features, config.hidden_size, num_actions)
 

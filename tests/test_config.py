@@ -139,6 +139,7 @@ BAD_VALUES: list[tuple[str, object, str | None]] = [
     ("standardize", "yes", None),
     ("stop_at_target", 0, None),
     ("confirm_pause", "no", None),
+    ("stack_widen_first", 1, None),
     ("eval_nice", 20, None),
     ("eval_nice", -1, None),
     ("checkpoint_minutes", 0.0, None),

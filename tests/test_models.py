@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from a3c_course.config import Config, make_config
+from a3c_course.config import Config, ConfigError, make_config
 from a3c_course.models import (
     ActorCritic,
     GRUActorCritic,
@@ -87,6 +87,16 @@ def test_default_preset_layer_widths() -> None:
     assert _convs(gru)[0].in_channels == 1 and _convs(stack)[0].in_channels == 4
     assert [c.out_channels for c in _convs(stack)] == [32, 32, 32, 32]
     assert gru.feature_size == 32 * 3 * 3  # 42 -> 21 -> 11 -> 6 -> 3
+
+
+def test_the_stack_model_can_keep_conv_channels_as_given() -> None:
+    narrow = build_model(make_config(model="stack", stack_widen_first=False), ACTIONS)
+    assert [c.out_channels for c in _convs(narrow)] == [16, 32, 32, 32]
+    assert _convs(narrow)[0].in_channels == 4
+    # One layer is enough then; widening needs a second layer to copy.
+    build_model(make_config(model="stack", stack_widen_first=False, conv_channels=(8,)), ACTIONS)
+    with pytest.raises(ConfigError, match="at least 2 layers"):
+        make_config(model="stack", conv_channels=(8,))
 
 
 def test_gru_state_changes_and_is_carried(pong_frame: np.ndarray) -> None:
