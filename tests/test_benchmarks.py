@@ -38,6 +38,10 @@ def test_time_to_win_runs_and_summarises_a_short_run(tmp_path: Path) -> None:
     result = json.loads((out / "time_to_win-cp.json").read_text())
     _provenance_ok(result)
     assert result["reached"] is False and result["target_score"] == 100000
+    # The machine's own speed, measured before the run on the same number of processes.
+    assert result["emulator_steps_per_s"] > 0
+    assert result["emulator_steps_per_s_per_process"] == pytest.approx(
+        result["emulator_steps_per_s"], rel=0.01)  # one worker
     assert result["finished"] and result["stop_reason"] == "minutes"
     assert 0 < len(result["eval_curve"]) <= min(result["evaluations"], 400)  # thinned
     assert result["train_command"].startswith("a3c train --env CartPole-v1")
@@ -75,8 +79,23 @@ def test_plot_draws_every_figure_from_result_files(tmp_path: Path) -> None:
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", proc.stdout
 
 
-@pytest.mark.parametrize("model", ["gru", "stack"])
-def test_throughput_measures_emulator_limit_and_trainer(tmp_path: Path, model: str) -> None:
+def test_emulator_measures_the_bare_game_on_each_process(tmp_path: Path) -> None:
+    _bench("emulator.py", "--workers", "2", "--seconds", "2", "--warmup", "1",
+           "--set", "repeat_action_probability=0", "--out", str(tmp_path), "--name", "e")
+    result = json.loads((tmp_path / "e.json").read_text())
+    _provenance_ok(result)
+    assert result["workers"] == 2 and result["config"]["repeat_action_probability"] == 0
+    (window,) = result["rounds"]
+    assert len(window["per_worker_steps_per_s"]) == 2
+    assert all(rate > 0 for rate in window["per_worker_steps_per_s"])
+    assert result["emulator_steps_per_s"] == pytest.approx(
+        sum(window["per_worker_steps_per_s"]), abs=0.2)
+
+
+def test_throughput_measures_emulator_limit_and_trainer(tmp_path: Path) -> None:
+    # One model: the script builds either through the same config (the GRU's worker loop is
+    # tested in test_worker.py); the stack model is the one `make train` uses.
+    model = "stack"
     _bench("throughput.py", "--model", model, "--workers", "1", "--seconds", "3", "--warmup",
            "2", "--out", str(tmp_path), "--name", "t", "--set", "envs_per_worker=2")
     result = json.loads((tmp_path / "t.json").read_text())
@@ -166,3 +185,42 @@ def test_stop_latency_times_a_stop(tmp_path: Path) -> None:
         (run,) = case["runs"]
         assert run["children"] == 3 and run["exit_code"] in (130, 143)
         assert 0 <= run["children_s"] <= run["all_s"] and run["trainer_s"] <= run["all_s"]
+
+
+def test_timeline_plays_each_snapshot_and_ships_the_stages(tmp_path: Path) -> None:
+    from a3c_course.checkpoint import load_model, save_checkpoint
+    from a3c_course.config import make_config
+    from a3c_course.envs import env_spaces
+    from a3c_course.models import build_model
+    from a3c_course.rundir import snapshot_path
+
+    run = tmp_path / "pong-run"
+    config = make_config(env="pong", model="stack", num_workers=2)
+    obs_shape, n_actions = env_spaces(config)
+    for time_s, steps in ((120.0, 50_000), (240.0, 100_000)):
+        path = snapshot_path(run, time_s)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(path, config, build_model(config, n_actions, obs_shape), None,
+                        {"time_s": time_s, "steps": steps})
+    ship, images, out = tmp_path / "ship", tmp_path / "images", tmp_path / "results"
+    proc = _bench("timeline.py", str(run), "--episodes", "1", "--ship", "--out", str(out),
+                  "--ship-dir", str(ship), "--video-dir", str(images))
+    result = json.loads((out / "timeline-pong-run.json").read_text())
+    _provenance_ok(result)
+    assert [s["minutes"] for s in result["snapshots"]] == [2.0, 4.0]
+    assert [s["steps"] for s in result["snapshots"]] == [50_000, 100_000]
+    first = result["snapshots"][0]
+    assert len(first["scores"]) == 1 and first["mean"] == first["scores"][0] <= -15  # untrained
+    assert result["stages"]["corner"] == first["snapshot"]
+    assert result["stages"]["winning"] is None and "not reached" in proc.stdout
+    assert set(result["shipped"]) <= set(result["stages"]) and "corner" in result["shipped"]
+    model, shipped_config = load_model(ship / "pong-corner.pt")
+    assert shipped_config == config
+    for suffix in (".mp4", ".png"):
+        assert (images / f"timeline-pong-corner{suffix}").stat().st_size > 0
+
+
+def test_timeline_refuses_a_run_without_snapshots(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(BENCH / "timeline.py"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 2 and "snapshot_minutes" in proc.stderr
