@@ -14,7 +14,9 @@ actions as the config; random actions, no preprocessing, no network).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
+import os
 import sys
 import threading
 import time
@@ -24,6 +26,7 @@ from typing import Any
 import common
 import numpy as np
 
+from a3c_course.children import ParentWatch, init_child
 from a3c_course.config import Config
 from a3c_course.envs import make_emulator
 
@@ -36,32 +39,38 @@ def report_samples(index: int, conn: Any, steps: Callable[[], int], stop: Any,
     """Run `body` (until `stop` is set) while a thread samples `steps()` every SAMPLE_S and
     answers the parent: "started" once stepping, the samples once told to stop."""
     samples: list[tuple[float, int]] = []
+    parent = ParentWatch(os.getppid())
 
     def monitor() -> None:
         # Sleeps in poll() almost all the time, so it takes nothing from the loop it watches.
+        # A parent that is gone (killed, or its pipe closed) stops the body too: no measured
+        # process outlives the benchmark.
         started = False
-        while not stop.is_set():
-            now = steps()
-            samples.append((time.time(), now))
-            if now > 0 and not started:
-                conn.send(("started", time.time()))
-                started = True
-            if conn.poll(SAMPLE_S):
-                conn.recv()
-                samples.append((time.time(), steps()))
-                stop.set()
+        try:
+            while not stop.is_set() and parent.alive():
+                now = steps()
+                samples.append((time.time(), now))
+                if now > 0 and not started:
+                    conn.send(("started", time.time()))
+                    started = True
+                if conn.poll(SAMPLE_S):
+                    conn.recv()
+                    samples.append((time.time(), steps()))
+                    break
+        except (EOFError, OSError):
+            pass
+        stop.set()
 
     thread = threading.Thread(target=monitor, daemon=True)
     thread.start()
     body()
     thread.join()
-    conn.send(("samples", samples))
+    with contextlib.suppress(OSError):
+        conn.send(("samples", samples))
 
 
 def emulator_child(index: int, config: Config, seed: int, conn: Any) -> None:
     """One process of the emulator measurement: the bare game, random actions."""
-    from a3c_course.children import init_child
-
     init_child()
     stop = threading.Event()
     counted = [0]

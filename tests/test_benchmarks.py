@@ -224,3 +224,35 @@ def test_timeline_refuses_a_run_without_snapshots(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(BENCH / "timeline.py"), str(tmp_path)],
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 2 and "snapshot_minutes" in proc.stderr
+
+
+def test_measured_processes_end_when_the_benchmark_is_killed(tmp_path: Path) -> None:
+    """A benchmark killed mid-measurement (SIGKILL: no clean-up runs) leaves no process
+    stepping the emulator behind: each watches its parent."""
+    import signal
+    import time
+
+    import psutil
+
+    env = {**os.environ, "A3C_TEST_MODE": "1"}
+    proc = subprocess.Popen([sys.executable, str(BENCH / "emulator.py"), "--workers", "2",
+                             "--seconds", "600", "--warmup", "1", "--out", str(tmp_path)],
+                            env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 120
+        children: list[psutil.Process] = []
+        while len(children) < 2 and time.monotonic() < deadline:
+            # The two measured processes (multiprocessing's resource tracker is no spawn_main).
+            children = [c for c in parent.children() if "spawn_main" in " ".join(c.cmdline())]
+            time.sleep(0.5)
+        assert len(children) >= 2, "the measured processes never started"
+        time.sleep(3)  # well into the measurement
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    for child in alive:
+        child.kill()
+    assert not alive, f"{len(alive)} measured process(es) outlived the killed benchmark"
