@@ -154,7 +154,6 @@ def measure_processes(child: Callable[..., None], name: str, config: Config, war
     }
 
 
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     common.add_run_args(p)
