@@ -2,9 +2,10 @@
 
 The seed reports its Pong agent stuck in a corner at first, returning the ball after about an
 hour, scoring a lot after about two and always winning after three to four (8 processes). A
-run with snapshots (``--set snapshot_minutes=2``) keeps its weights every few minutes; this
-script plays each snapshot greedily, finds the first one at each stage, and ships those four
-with the package so that notebook 05 shows them without training:
+run with snapshots (``--set snapshot_minutes=2``) keeps its weights every few minutes (and
+``best.pt``, the confirmed weights, when it stopped at its target); this script plays each
+greedily, finds the first one at each stage, and ships those four with the package so that a
+notebook shows them without training:
 
     python benchmarks/timeline.py checkpoints/pong-timeline --episodes 5 --ship
 
@@ -25,7 +26,6 @@ stages); with ``--ship`` also a3c_course/pretrained/timeline/<game>-<stage>.pt (
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -34,7 +34,7 @@ from typing import Any
 import common
 import torch
 
-from a3c_course.checkpoint import PRETRAINED_DIR, load_checkpoint, load_model
+from a3c_course.checkpoint import PRETRAINED_DIR, export_agent, load_checkpoint, load_model
 from a3c_course.envs import make_env
 from a3c_course.evaluator import play_episode
 from a3c_course.rundir import snapshots
@@ -57,7 +57,8 @@ def play(spec: Path, episodes: int, seed: int) -> dict[str, Any]:
         env.close()
     scores = [float(score) for score, _ in games]
     lengths = [int(length) for _, length in games]
-    return {"snapshot": spec.name, "minutes": round(checkpoint.counters["time_s"] / 60, 2),
+    return {"snapshot": spec.name, "path": str(spec),
+            "minutes": round(checkpoint.counters["time_s"] / 60, 2),
             "steps": int(checkpoint.counters["steps"]), "scores": scores, "lengths": lengths,
             "mean": round(statistics.fmean(scores), 2),
             "mean_length": round(statistics.fmean(lengths), 1)}
@@ -87,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--video-dir", type=Path, default=common.IMAGES)
     args = p.parse_args(argv)
     found = snapshots(args.run_dir)
+    if found and (args.run_dir / "best.pt").is_file():
+        # The weights of the confirmed target, if the run stopped there before its next snapshot.
+        best = load_checkpoint(args.run_dir / "best.pt").counters["time_s"]
+        if best > load_checkpoint(found[-1]).counters["time_s"]:
+            found.append(args.run_dir / "best.pt")
     if not found:
         p.error(f"{args.run_dir} holds no snapshots: train with --set snapshot_minutes=M")
     if args.episodes < 1:
@@ -107,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
               "repeat_action_probability": config.repeat_action_probability,
               "episodes": args.episodes, "eval_seed": args.seed, "longer": LONGER,
               "stages": {k: (v and v["snapshot"]) for k, v in stages.items()},
-              "snapshots": played, "config": config.to_dict()}
+              "snapshots": [{k: v for k, v in s.items() if k != "path"} for s in played],
+              "config": config.to_dict()}
     if args.ship:
         args.ship_dir.mkdir(parents=True, exist_ok=True)
         args.video_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             name = f"{game}-{stage}"
             agent = args.ship_dir / f"{name}.pt"
-            shutil.copyfile(args.run_dir / "snapshots" / snap["snapshot"], agent)
+            export_agent(snap["path"], agent, overwrite=True)  # model and config only
             model, agent_config = load_model(agent)
             video = args.video_dir / f"timeline-{name}.mp4"
             score, steps = record_video(model, agent_config, video, seed=args.seed,
