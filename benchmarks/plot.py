@@ -175,19 +175,24 @@ def plot_envs_per_worker(results: list[tuple[Path, dict[str, Any]]], out: Path, 
     """The trainer's speed against k (games per worker), one line per model: as agent
     steps/s beside the emulator's own, and as the emulator ratio with the goal."""
     fig, (rates, ratios) = plt.subplots(1, 2, figsize=(11, 4.6))
-    colors = {"gru": "tab:orange", "stack": "tab:blue"}
-    for model in sorted({r["model"] for _, r in results}):
-        rows = sorted((r["config"]["envs_per_worker"], r) for _, r in results
-                      if r["model"] == model)
+
+    def line(r: dict[str, Any]) -> str:
+        # The model and what else the result changed from its preset, k aside.
+        changes = [c for c in _overrides(r).split(", ") if c and "envs_per_worker" not in c]
+        return ", ".join([r["model"], *changes])
+
+    lines = sorted({line(r) for _, r in results})
+    for color, name in zip(plt.get_cmap("tab10").colors, lines, strict=False):
+        rows = sorted(((r["config"]["envs_per_worker"], r) for _, r in results
+                       if line(r) == name), key=lambda kr: kr[0])
         ks = [k for k, _ in rows]
-        color = colors.get(model, "tab:gray")
         rates.plot(ks, [r["trainer_steps_per_s"] for _, r in rows], "o-", color=color,
-                   label=f"{model}: trainer")
+                   label=f"{name}: trainer")
         rates.plot(ks, [r["emulator_steps_per_s"] for _, r in rows], "x:", color=color,
-                   alpha=0.6, label=f"{model}: emulator alone (same run)")
+                   alpha=0.6, label=f"{name}: emulator alone (same run)")
         # From the two rates, not the file's rounded ratio.
         ratios.plot(ks, [r["trainer_steps_per_s"] / r["emulator_steps_per_s"] for _, r in rows],
-                    "o-", color=color, label=model)
+                    "o-", color=color, label=name)
     ratios.axhline(EMULATOR_RATIO_GOAL, color="tab:red", lw=0.8, ls="--",
                    label=f"goal {EMULATOR_RATIO_GOAL}")
     workers = sorted({r["workers"] for _, r in results})

@@ -74,7 +74,8 @@ def test_plot_draws_every_figure_from_result_files(tmp_path: Path) -> None:
     gru["model"] = gru["config"]["model"] = "stack"
     (results / "time_to_win-twin.json").write_text(json.dumps(gru))
     proc = _bench("plot.py", "--results", str(results), "--out", str(images))
-    for name in ("score_vs_minutes.png", "throughput.png", "gru_vs_stack.png"):
+    for name in ("score_vs_minutes.png", "throughput.png", "gru_vs_stack.png",
+                 "envs_per_worker.png"):
         png = images / name
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", proc.stdout
 
