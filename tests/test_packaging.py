@@ -221,3 +221,14 @@ def test_every_make_install_uses_the_lock():
             continue  # the one place that resolves anew: it writes constraints.txt
         assert "-c constraints.txt" in recipe, f"{target}: installs without the lock: {recipe}"
         assert "torch" not in recipe or "torch==2.13.0" in recipe, recipe
+
+
+def test_every_shipped_agent_is_package_data(pyproject):
+    """A wheel holds what the package-data globs name: every file of a3c_course/pretrained/
+    (the shipped agents, their records, the timeline's stage agents) must match one."""
+    package = ROOT / "a3c_course"
+    globs = pyproject["tool"]["setuptools"]["package-data"]["a3c_course"]
+    covered = {p for g in globs for p in package.glob(g)}
+    shipped = {p for p in (package / "pretrained").rglob("*") if p.is_file()}
+    assert shipped, "no shipped agents found"
+    assert shipped <= covered, sorted(str(p.relative_to(package)) for p in shipped - covered)
