@@ -34,6 +34,7 @@ MEAN_OF = 10  # the curve's running mean, and the "final score", average this ma
 # is enough, its spread between runs is a few per cent.
 EMULATOR_WARMUP_S = 1.0 if a3c_course.TEST_MODE else 3.0
 EMULATOR_SECONDS = 2.0 if a3c_course.TEST_MODE else 10.0
+EMULATOR_FILE = "emulator_speed.json"  # written into the run directory
 
 
 def _minutes(seconds: float | None) -> float | None:
@@ -85,6 +86,8 @@ def summarise(run_dir: Path, target: float | None = None) -> dict[str, Any]:
     """The time-to-win figures and the eval curve of one run directory."""
     config = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
     rows = read_metrics(run_dir)
+    speed_file = run_dir / EMULATOR_FILE
+    speed = json.loads(speed_file.read_text()) if speed_file.is_file() else {}
     target = default_target(config, target if target is not None else config.target_score)
     starts = [r for r in rows if r["event"] in ("start", "resume")]
     workers = starts[0].get("workers") if starts else None
@@ -137,6 +140,10 @@ def summarise(run_dir: Path, target: float | None = None) -> dict[str, Any]:
         "finished": bool(stops),  # False: the run is still going, or was killed
         "stop_reason": end.get("reason"),
         "mean_steps_per_s": round(end["steps"] / end["time_s"], 1) if end["time_s"] else None,
+        # The bare emulator's speed measured before the run (null: the run was not started by
+        # this script, so nothing measured it).
+        **{key: speed.get(key) for key in ("emulator_steps_per_s",
+                                           "emulator_steps_per_s_per_process")},
         "worker_restarts": sum(r["event"] == "worker_restart" for r in rows),
         "resumed": any(r["event"] == "resume" for r in rows),
         # The commands that started and resumed the run, as its metrics recorded them.
@@ -187,7 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.summarise:
         for run_dir in args.summarise:
             result = {"benchmark": "time_to_win", **header, "train_command": None,
-                      "emulator_steps_per_s": None, "emulator_steps_per_s_per_process": None,
                       **summarise(run_dir)}
             name = args.name if args.name and len(args.summarise) == 1 else run_dir.name
             _report(common.write_json(out_dir / f"time_to_win-{name}.json", result), result)
@@ -249,12 +255,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: a3c train exited with {code}; summarising what it wrote",
                   file=sys.stderr)
             status = status or 1
+        # Kept in the run directory, so a later --summarise (after a resume) still has it.
+        common.write_json(run_dir / EMULATOR_FILE, {
+            "date": header["date"], "workers": run_config.workers,
+            "emulator_steps_per_s": emulator["steps_per_s"],
+            "emulator_steps_per_s_per_process": round(
+                emulator["steps_per_s"] / run_config.workers, 1)})
         result = {"benchmark": "time_to_win", **header,
                   "train_command": shlex.join(["a3c", *train]),
                   "train_exit_code": code,
-                  "emulator_steps_per_s": emulator["steps_per_s"],
-                  "emulator_steps_per_s_per_process": round(
-                      emulator["steps_per_s"] / run_config.workers, 1),
                   **summarise(run_dir, target)}
         _report(common.write_json(out_dir / f"time_to_win-{name}.json", result), result)
         if status == 130:

@@ -50,6 +50,8 @@ def test_time_to_win_runs_and_summarises_a_short_run(tmp_path: Path) -> None:
     again = json.loads((out / "time_to_win-again.json").read_text())
     assert again["eval_curve"] == result["eval_curve"]
     assert again["end_steps"] == result["end_steps"]
+    # The emulator speed measured before the run is kept in the run directory.
+    assert again["emulator_steps_per_s"] == result["emulator_steps_per_s"]
 
 
 def test_time_to_win_without_a_target_reports_a_score_curve(tmp_path: Path) -> None:
