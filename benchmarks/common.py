@@ -196,6 +196,18 @@ def add_window_args(parser: Any, alternates: str) -> None:
                         help=f"alternate {alternates} this many times; medians are reported")
 
 
+def window_benchmark_parser(description: str, alternates: str, stem: str) -> Any:
+    """The parser of a benchmark that measures speed in windows: --preset/--model/--env,
+    --workers/--seconds/--warmup/--rounds, --set/--out/--name (result file STEM.json)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    add_run_args(parser)
+    add_window_args(parser, alternates)
+    add_output_args(parser, stem)
+    return parser
+
+
 def config_and_output(args: Any, kind: str) -> tuple[Any, Path]:
     """The config a benchmark measures (preset, model, env, --workers, --set) and its result
     file: --out/--name, or results/KIND-PRESET-MODEL[-GAME].json."""

@@ -13,7 +13,6 @@ actions as the config; random actions, no preprocessing, no network).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import multiprocessing as mp
 import os
@@ -155,10 +154,8 @@ def measure_processes(child: Callable[..., None], name: str, config: Config, war
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    common.add_run_args(p)
-    common.add_window_args(p, "emulator")
-    common.add_output_args(p, "emulator-PRESET-MODEL")
+    p = common.window_benchmark_parser(__doc__.split("\n\n")[0], "emulator",
+                                       "emulator-PRESET-MODEL")
     args = p.parse_args(argv)
     config, out = common.config_and_output(args, "emulator")
     header = common.provenance()

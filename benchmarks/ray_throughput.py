@@ -19,7 +19,6 @@ writes benchmarks/results/throughput-ray-<preset>-<model>.json.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -107,12 +106,10 @@ def measure_wire(config: Config, calls: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     test = a3c_course.TEST_MODE
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    common.add_run_args(p)
-    common.add_window_args(p, "local and ray")
+    p = common.window_benchmark_parser(__doc__.split("\n\n")[0], "local and ray",
+                                       "throughput-ray-PRESET-MODEL")
     p.add_argument("--calls", type=int, default=50 if test else 300,
                    help="pulls and pushes timed on the wire")
-    common.add_output_args(p, "throughput-ray-PRESET-MODEL")
     args = p.parse_args(argv)
 
     config, out = common.config_and_output(args, "throughput-ray")

@@ -25,7 +25,6 @@ writes benchmarks/results/throughput-<preset>-<model>.json.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -81,10 +80,8 @@ def measure_limit(config: Config, warmup: float, seconds: float) -> dict[str, An
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    common.add_run_args(p)
-    common.add_window_args(p, "limit and trainer")
-    common.add_output_args(p, "throughput-PRESET-MODEL")
+    p = common.window_benchmark_parser(__doc__.split("\n\n")[0], "limit and trainer",
+                                       "throughput-PRESET-MODEL")
     args = p.parse_args(argv)
 
     config, out = common.config_and_output(args, "throughput")
