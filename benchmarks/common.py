@@ -118,7 +118,7 @@ def measure_trainer(config: Any, warmup: float, seconds: float, backend: str = "
     The warm-up counts from the first row with steps > 0 (the first finished episode), as
     close as the metrics get to "all workers are stepping". The run is stopped through the
     trainer's stop hook once the window holds two progress rows (its two ends: rows come
-    every 10 s) at least `seconds` apart.
+    every 10 s, every 2 s in test mode) at least `seconds` apart.
     """
     import tempfile
 
