@@ -95,6 +95,18 @@ def test_emulator_measures_the_bare_game_on_each_process(tmp_path: Path) -> None
         sum(window["per_worker_steps_per_s"]), abs=0.2)
 
 
+def test_vector_env_times_the_native_and_the_gymnasium_pipelines(tmp_path: Path) -> None:
+    _bench("vector_env.py", "--model", "stack", "--set", "envs_per_worker=2", "--steps", "10",
+           "--rounds", "2", "--out", str(tmp_path), "--name", "v")
+    result = json.loads((tmp_path / "v.json").read_text())
+    _provenance_ok(result)
+    assert result["envs_per_worker"] == 2
+    assert set(result["us_per_agent_step"]) == {"native_bare", "gymnasium_bare",
+                                                 "native_preprocessed", "library"}
+    assert all(len(v) == 2 and min(v) > 0 for v in result["rounds_us_per_agent_step"].values())
+    assert result["native_over_gymnasium_bare"] > 0
+
+
 def test_throughput_measures_emulator_limit_and_trainer(tmp_path: Path) -> None:
     # One model: the script builds either through the same config (the GRU's worker loop is
     # tested in test_worker.py); the stack model is the one `make train` uses.
