@@ -12,6 +12,9 @@ Reads benchmarks/results/*.json and draws
 - images/gru_vs_stack.png: the seed's question, GRU against 4-frame stack: the runs of the
   default preset as is (deterministic Pong), drawn the same way against minutes and against
   agent steps.
+- images/tuning.png: issue 15's learning trials (benchmarks/results/tuning/time_to_win-*.json)
+  against agent steps, as the running mean of 10 single greedy games, beside the default
+  preset's sticky-action runs as they are.
 
 Every figure carries a footer naming the command that made it and the files it read.
 
@@ -36,6 +39,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from a3c_course.plots import (  # noqa: E402
     plot_time_to_win,
     plot_time_to_win_grid,
+    time_to_win_curves,
     time_to_win_key,
     time_to_win_outcome,
 )
@@ -217,6 +221,50 @@ def plot_envs_per_worker(results: list[tuple[Path, dict[str, Any]]], out: Path, 
     return out
 
 
+STEPS_GOAL = {"sticky": 2.0e6, "deterministic": 0.5e6}  # issue 15: agent steps to +18
+
+
+def plot_tuning(trials: list[tuple[Path, dict[str, Any]]],
+                baselines: list[tuple[Path, dict[str, Any]]], out: Path, sources: str) -> Path:
+    """One panel per protocol: each trial's running mean of 10 single greedy games against
+    agent steps (labelled by what it changed from its preset), the untuned default's runs
+    grey and dashed, the target and the issue's step goal."""
+    protocols = sorted({r["protocol"] for _, r in trials})
+    fig, axes = plt.subplots(1, len(protocols), figsize=(8.5 * len(protocols), 5.2),
+                             squeeze=False)
+    for ax, protocol in zip(axes[0], protocols, strict=True):
+        for _, r in baselines:
+            if r["protocol"] == protocol:
+                games = time_to_win_curves(r)["games"]
+                ax.plot(games["steps"] * 1e-6, games["mean10"], "--", color="0.55", lw=1.2,
+                        label=f"default as is, {r['model']}, seed {r['seed']}")
+        for color, (_, r) in zip(plt.get_cmap("tab10").colors,
+                                 [t for t in trials if t[1]["protocol"] == protocol],
+                                 strict=False):
+            games = time_to_win_curves(r)["games"]
+            label = f"seed {r['seed']}: {_overrides(r)}"
+            if r.get("reached"):
+                label += f" (+{r['target_score']:g} at {r['steps'] / 1e6:.2f} M)"
+            ax.plot(games["steps"] * 1e-6, games["mean10"], color=color, lw=1.6, label=label)
+        target = next(r["target_score"] for _, r in trials if r["protocol"] == protocol)
+        ax.axhline(target, color="black", lw=1, ls=":")
+        ax.axvline(STEPS_GOAL[protocol] * 1e-6, color="tab:red", lw=0.8, ls="--",
+                   label=f"goal: +{target:g} within {STEPS_GOAL[protocol] / 1e6:g} M steps")
+        ax.set_ylim(-22.5, 22.5)
+        ax.set_xlabel("agent steps (millions)")
+        ax.set_ylabel("mean of the last 10 single greedy games")
+        ax.set_title(f"{protocol} Pong", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Learning trials (tuning seeds, kept apart from the final measurement)",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    footer(fig, sources)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", type=Path, default=common.RESULTS,
@@ -256,6 +304,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(rates)} results -> {path}")
     else:
         print(f"no throughput results in {args.results}", file=sys.stderr)
+    trials = [(p, r) for p, r in load(args.results / "tuning", "time_to_win")
+              if r["env"] == "ALE/Pong-v5"]
+    if trials:
+        baselines = [(p, r) for p, r in runs if r["env"] == "ALE/Pong-v5"
+                     and r["preset"] == "default" and not _overrides(r)]
+        path = plot_tuning(trials, baselines, args.out / "tuning.png",
+                           f"{shown}/tuning/time_to_win-*.json, {shown}/time_to_win-*.json")
+        print(f"{len(trials)} trials -> {path}")
     sweep = [(p, r) for p, r in load(args.results, "throughput") if is_envs_sweep(p)]
     if sweep:
         path = plot_envs_per_worker(sweep, args.out / "envs_per_worker.png",

@@ -71,13 +71,16 @@ def test_plot_draws_every_figure_from_result_files(tmp_path: Path) -> None:
     committed = sorted((BENCH / "results").glob("*.json"))
     for path in committed:
         (results / path.name).write_text(path.read_text())
+    (results / "tuning").mkdir()
+    for path in sorted((BENCH / "results" / "tuning").glob("time_to_win-*.json")):
+        (results / "tuning" / path.name).write_text(path.read_text())
     # A stack twin of a committed GRU run, so the GRU-vs-stack figure has both models.
     gru = json.loads((BENCH / "results" / "time_to_win-pong-det-std-s1.json").read_text())
     gru["model"] = gru["config"]["model"] = "stack"
     (results / "time_to_win-twin.json").write_text(json.dumps(gru))
     proc = _bench("plot.py", "--results", str(results), "--out", str(images))
     for name in ("score_vs_minutes.png", "throughput.png", "gru_vs_stack.png",
-                 "envs_per_worker.png"):
+                 "envs_per_worker.png", "tuning.png"):
         png = images / name
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", proc.stdout
 
