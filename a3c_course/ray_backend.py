@@ -394,6 +394,30 @@ def _logger_level(name: str, level: int) -> Iterator[None]:
         logger.setLevel(saved)
 
 
+# Ray gives a new node a fixed 30 s to register (ray/_private/node.py); a laptop busy with
+# other work can need longer, so a local start that timed out is tried once more.
+LOCAL_START_ATTEMPTS = 2
+
+
+def _start_local_ray(config: Config, quiet: dict[str, Any]) -> None:
+    """ray.init of a private instance on this machine ("local": never attach to some other
+    cluster found through RAY_ADDRESS); a start that timed out is cleaned up and retried."""
+    for _ in range(LOCAL_START_ATTEMPTS):
+        try:
+            with _logger_level(AUTH_LOGGER, logging.ERROR):
+                ray.init(address="local", include_dashboard=False, num_cpus=config.workers,
+                         object_store_memory=OBJECT_STORE_BYTES, **quiet)
+            return
+        except Exception as e:  # Ray raises a bare Exception for this one
+            if "timed out during startup" not in str(e):
+                raise
+            ray.shutdown()  # whatever of the node did start
+    raise TrainingError(
+        f"Ray's node did not start within Ray's own 30-s limit ({LOCAL_START_ATTEMPTS} tries): "
+        "the machine is probably busy; try again when it is quieter, or train with --backend "
+        "local")
+
+
 @contextlib.contextmanager
 def ray_session(config: Config, address: str | None) -> Iterator[RaySession]:
     """Connect to Ray for one run, and always disconnect: with no `address`, a private Ray
@@ -419,11 +443,7 @@ def ray_session(config: Config, address: str | None) -> Iterator[RaySession]:
             os.environ.setdefault(k, v)
         try:
             if address is None:
-                # "local": never attach to some other cluster found through RAY_ADDRESS.
-                with _logger_level(AUTH_LOGGER, logging.ERROR):
-                    ray.init(address="local", include_dashboard=False,
-                             num_cpus=config.workers, object_store_memory=OBJECT_STORE_BYTES,
-                             **quiet)
+                _start_local_ray(config, quiet)
             else:
                 ray.init(address=address, **quiet)
         except ConnectionError as e:
