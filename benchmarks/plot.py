@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -171,7 +172,7 @@ EMULATOR_RATIO_GOAL = 0.4  # issue 15: trainer steps/s >= 0.4 x the emulator's o
 
 def is_envs_sweep(path: Path) -> bool:
     """A throughput result of the envs-per-worker sweep (throughput-<preset>-<model>-k<K>)."""
-    return path.stem.rsplit("-", 1)[-1][:1] == "k" and path.stem.rsplit("-", 1)[-1][1:].isdigit()
+    return re.fullmatch(r"k\d+", path.stem.rsplit("-", 1)[-1]) is not None
 
 
 def plot_envs_per_worker(results: list[tuple[Path, dict[str, Any]]], out: Path, sources: str
