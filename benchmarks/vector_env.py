@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     config, out = common.config_and_output(args, "vector_env")
     if not config.grayscale:
-        raise SystemExit("vector_env.py compares grayscale pipelines: use a config with "
-                         "grayscale=true")
+        p.error("--set grayscale=false: vector_env.py compares grayscale pipelines only "
+                "(allowed: grayscale=true)")  # exit status 2, as for any bad argument
     header = common.provenance()
     k = config.envs_per_worker
     pipelines: dict[str, tuple[gym.vector.VectorEnv, Any]] = {

@@ -112,6 +112,14 @@ def test_vector_env_times_the_native_and_the_gymnasium_pipelines(tmp_path: Path)
     assert result["native_over_gymnasium_bare"] > 0
 
 
+def test_vector_env_refuses_colour_frames_with_exit_2(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(BENCH / "vector_env.py"), "--set",
+                           "grayscale=false", "--out", str(tmp_path)], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 2 and "grayscale=true" in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def test_throughput_measures_emulator_limit_and_trainer(tmp_path: Path) -> None:
     # One model: the script builds either through the same config (the GRU's worker loop is
     # tested in test_worker.py); the stack model is the one `make train` uses.
