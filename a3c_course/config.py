@@ -95,6 +95,9 @@ class Config:
     one, as PAAC and GA3C do); 1 is the seed's loop"""
     lr: float = 1e-4
     """Adam learning rate"""
+    lr_decay_steps: int = 0
+    """decay the learning rate linearly from `lr` to 0 over this many agent steps (summed over
+    workers; a budget past them trains on at lr 0); 0 keeps it constant"""
     gamma: float = 0.99
     """discount factor"""
     gae_lambda: float = 1.0
@@ -178,6 +181,7 @@ class Config:
         _between("num_steps", self.num_steps, 1, 10_000)
         _between("envs_per_worker", self.envs_per_worker, 1, 256)
         _positive("lr", self.lr)
+        _between("lr_decay_steps", self.lr_decay_steps, 0, 10**12)
         _between("gamma", self.gamma, 0.0, 1.0)
         _between("gae_lambda", self.gae_lambda, 0.0, 1.0)
         _at_least("entropy_coef", self.entropy_coef, 0.0)
@@ -194,6 +198,12 @@ class Config:
         _between("seed", self.seed, 0, 2**32 - 1)
 
     # ------------------------------------------------------------------ derived values
+    @property
+    def lr_decay_updates(self) -> float:
+        """`lr_decay_steps` counted in updates (one update: `num_steps` steps of each of a
+        worker's `envs_per_worker` games), the unit the optimizer counts in; 0: constant lr."""
+        return self.lr_decay_steps / (self.num_steps * self.envs_per_worker)
+
     @property
     def env_id(self) -> str:
         """The gymnasium id of `env`."""
@@ -285,7 +295,7 @@ _NOT_A_VARIANT = {"env", "model", "num_workers", "seed", "max_steps", "max_minut
 FIELDS_ADDED_LATER: dict[str, Any] = {"standardize": False, "eval_render": False,
                                       "stop_at_target": True, "confirm_pause": False,
                                       "snapshot_minutes": 0.0, "envs_per_worker": 1,
-                                      "stack_widen_first": True}
+                                      "stack_widen_first": True, "lr_decay_steps": 0}
 
 # ---------------------------------------------------------------------- presets
 PRESETS: dict[str, dict[str, Any]] = {

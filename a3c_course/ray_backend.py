@@ -59,7 +59,7 @@ from .config import Config, ConfigError
 from .envs import env_spaces
 from .evaluator import evaluator_process
 from .models import ActorCritic, build_model
-from .shared_adam import SharedAdam
+from .shared_adam import SharedAdam, decayed_lr
 from .worker import train_worker
 
 try:
@@ -134,6 +134,7 @@ class ParameterServer:
         # (the server applies one update at a time, so there is no race to repair).
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, foreach=False)
         self.optimizer.load_state_dict(optimizer_state)
+        self.lr, self.lr_decay_updates = config.lr, config.lr_decay_updates
         for p in self.params:
             p.grad = torch.zeros_like(p)
         self.out = torch.zeros(flat_size(self.model))
@@ -160,6 +161,9 @@ class ParameterServer:
              ) -> tuple[np.ndarray, bool, bool]:
         """Apply one worker's clipped gradients with Adam; answer as `pull` does."""
         unflatten(grads, [p.grad for p in self.params])
+        updates = float(self.optimizer.state[self.params[0]]["step"])
+        for group in self.optimizer.param_groups:  # SharedAdam's schedule
+            group["lr"] = decayed_lr(self.lr, self.lr_decay_updates, updates)
         self.optimizer.step()
         self.counters.table[index, WorkerCounters.COLUMNS.index("updates")] += 1
         self.report(index, report)

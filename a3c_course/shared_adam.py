@@ -22,6 +22,13 @@ def moment_bound(beta1: float, beta2: float) -> float:
     return (1 - beta1) ** 2 / ((1 - beta2) * (1 - beta1 ** 2 / beta2))
 
 
+def decayed_lr(lr: float, decay_updates: float, updates: float) -> float:
+    """`lr` decayed linearly to 0 at `decay_updates` updates (0: no decay, always `lr`)."""
+    if decay_updates <= 0:
+        return lr
+    return lr * max(0.0, 1.0 - updates / decay_updates)
+
+
 class SharedAdam(torch.optim.Adam):
     """Adam with its state created eagerly, kept in shared memory, and a Hogwild-safe step.
 
@@ -38,13 +45,24 @@ class SharedAdam(torch.optim.Adam):
     ``m**2 <= K v`` (true of every state reached without races, see :func:`moment_bound`),
     updates the parameters from them (at most ``sqrt(K) lr`` = 7.3 ``lr`` per step), and then
     writes them back, second moment first (it reads the first moment first).
+
+    With ``lr_decay_updates`` > 0 the learning rate falls linearly from ``lr`` to 0 over that
+    many updates, counted by the shared step count (so every worker, and a resumed run, agrees
+    on where the schedule stands).
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-4,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
+                 weight_decay: float = 0.0, lr_decay_updates: float = 0.0) -> None:
+        if lr_decay_updates < 0:
+            raise ValueError(f"lr_decay_updates={lr_decay_updates}: allowed is 0 (constant lr) "
+                             "or a positive number of updates")
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          foreach=False)
+        # A group key, not an attribute: the optimizer travels to the workers by pickling,
+        # which keeps only its defaults, state and groups.
+        for group in self.param_groups:
+            group["lr_decay_updates"] = float(lr_decay_updates)
         for group in self.param_groups:
             for p in group["params"]:
                 state = self.state[p]
@@ -63,7 +81,12 @@ class SharedAdam(torch.optim.Adam):
         return self
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """The saved moments and step counts; the learning rate and its schedule stay this
+        optimizer's own (the run's config decides them, not the checkpoint)."""
+        schedule = [(g["lr"], g["lr_decay_updates"]) for g in self.param_groups]
         super().load_state_dict(state_dict)
+        for group, (lr, decay) in zip(self.param_groups, schedule, strict=True):
+            group["lr"], group["lr_decay_updates"] = lr, decay
         self.share_memory()
 
     @torch.no_grad()
@@ -76,7 +99,7 @@ class SharedAdam(torch.optim.Adam):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             bound = moment_bound(beta1, beta2)
-            lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
+            eps, weight_decay = group["eps"], group["weight_decay"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -93,6 +116,7 @@ class SharedAdam(torch.optim.Adam):
                 exp_avg_sq = torch.maximum(exp_avg_sq, exp_avg.square().div_(bound))
                 shared_step.add_(1)
                 step = float(shared_step)
+                lr = decayed_lr(group["lr"], group["lr_decay_updates"], step - 1)
                 # UPDATE the parameters from this worker's own moments.
                 bias_correction1 = 1 - beta1 ** step
                 bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)

@@ -240,11 +240,10 @@ def train(config: Config, run_dir: str | Path | None = None, resume: bool = Fals
         if checkpoint.torch_rng is not None:
             torch.set_rng_state(checkpoint.torch_rng)
     model.share_memory()
-    optimizer = SharedAdam(model.parameters(), lr=config.lr)
+    optimizer = SharedAdam(model.parameters(), lr=config.lr,
+                           lr_decay_updates=config.lr_decay_updates)
     if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint.optimizer_state)
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr
+        optimizer.load_state_dict(checkpoint.optimizer_state)  # keeps config's lr
     metrics = MetricsLog(run_dir / "metrics.jsonl",
                          counters.metrics_rows if checkpoint else None, tensorboard)
     start_row = {"changed": changed} if checkpoint else {

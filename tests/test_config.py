@@ -65,6 +65,13 @@ def test_derived_values() -> None:
     assert make_config(env="spaceinvaders").env_id == "ALE/SpaceInvaders-v5"
 
 
+def test_lr_decay_steps_count_in_updates() -> None:
+    # one update of a worker with 8 games and 20-step rollouts is 160 agent steps
+    c = make_config(envs_per_worker=8, num_steps=20, lr_decay_steps=1_600_000)
+    assert c.lr_decay_updates == 10_000
+    assert make_config().lr_decay_updates == 0  # the default: a constant lr
+
+
 def test_config_is_frozen_and_replace_validates() -> None:
     c = make_config()
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -121,6 +128,8 @@ BAD_VALUES: list[tuple[str, object, str | None]] = [
     ("lr", -1e-4, None),
     ("lr", INF, "lr=inf"),
     ("lr", "1e-4", None),
+    ("lr_decay_steps", -1, None),
+    ("lr_decay_steps", 1.5e6, None),
     ("gamma", 1.01, None),
     ("gamma", -0.5, None),
     ("gae_lambda", 2.0, None),

@@ -8,6 +8,7 @@ outlives the run. Then SIGTERM and Ctrl-C-like stops, and the clear errors of th
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -231,3 +232,32 @@ def test_a_local_start_that_times_out_is_tried_again_then_named(
             pass
     # Each failed start is cleaned up; the session's own shutdown runs last.
     assert calls == ["init", "shutdown", "init", "shutdown", "shutdown"]
+
+
+def test_the_parameter_server_follows_the_lr_schedule_of_shared_adam() -> None:
+    """The same gradients through the server (torch's Adam, one update at a time) and through
+    SharedAdam, with a decay over 3 updates, give the same weights (the class is plain
+    Python until ray.remote wraps it, so no Ray instance is needed)."""
+    from a3c_course.ray_backend import ParameterServer, WorkerReport, flat_size, flatten
+    from a3c_course.shared_adam import SharedAdam
+
+    config = make_config(model="stack", num_workers=1, lr=1e-3, num_steps=5,
+                         lr_decay_steps=15)  # 3 updates of 5 steps
+    model = initial_model(config)
+    optimizer = SharedAdam(model.parameters(), lr=config.lr,
+                           lr_decay_updates=config.lr_decay_updates)
+    weights = flatten(list(model.parameters()), torch.zeros(flat_size(model)))
+    # a copy, as Ray's pickling makes: state_dict() shares the step counts with `optimizer`
+    server = ParameterServer(config, weights, copy.deepcopy(optimizer.state_dict()), 1)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):  # two past the schedule's end: lr 0
+        grads = [torch.randn(p.shape, generator=generator) for p in model.parameters()]
+        for p, g in zip(model.parameters(), grads, strict=True):
+            p.grad = g
+        optimizer.step()
+        server.push(0, flatten(grads, torch.zeros(flat_size(model))),
+                    WorkerReport([0.0] * 7, []))
+    server_weights, _ = server.state()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(server_weights[name], p.detach())
+    assert server.optimizer.param_groups[0]["lr"] == 0.0

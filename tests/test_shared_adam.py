@@ -190,3 +190,47 @@ def test_two_processes_update_the_same_shared_parameters() -> None:
     alone, _ = _reference(_reference(_model(), [g1])[0], [g2])
     assert not all(torch.allclose(p, a) for p, a in zip(model.parameters(), alone.parameters(),
                                                         strict=True))
+
+
+def test_a_linear_lr_decay_equals_torch_adam_under_lambda_lr() -> None:
+    # torch's own scheduler, stepped after each update, is the reference for the schedule.
+    decay = 4
+    model = _model()
+    steps = [_grads(model, seed) for seed in range(1, 7)]  # two past the end: lr 0, no move
+    ref = copy.deepcopy(model)
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=LR)
+    schedule = torch.optim.lr_scheduler.LambdaLR(ref_opt, lambda u: max(0.0, 1 - u / decay))
+    optimizer = SharedAdam(model.parameters(), lr=LR, lr_decay_updates=decay)
+    for grads in steps:
+        _set_grads(ref, grads)
+        ref_opt.step()
+        schedule.step()
+        _set_grads(model, grads)
+        optimizer.step()
+    for p, r in zip(model.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p, r)
+    undecayed = copy.deepcopy(_model())
+    plain = SharedAdam(undecayed.parameters(), lr=LR)
+    for grads in steps:
+        _set_grads(undecayed, grads)
+        plain.step()
+    assert not torch.allclose(next(undecayed.parameters()), next(model.parameters()))
+
+
+def test_load_state_dict_keeps_its_own_lr_and_schedule() -> None:
+    model = _model()
+    source = SharedAdam(model.parameters(), lr=LR, lr_decay_updates=10)
+    _set_grads(model, _grads(model, 1))
+    source.step()
+    old_style = copy.deepcopy(source.state_dict())
+    for group in old_style["param_groups"]:  # a checkpoint from before the schedule existed
+        del group["lr_decay_updates"]
+    target = SharedAdam(_model().parameters(), lr=LR / 2, lr_decay_updates=20)
+    target.load_state_dict(old_style)
+    assert [(g["lr"], g["lr_decay_updates"]) for g in target.param_groups] == [(LR / 2, 20.0)]
+    assert float(target.state[next(iter(target.state))]["step"]) == 1.0
+
+
+def test_a_negative_decay_is_refused() -> None:
+    with pytest.raises(ValueError, match="lr_decay_updates=-1"):
+        SharedAdam(_model().parameters(), lr_decay_updates=-1)
