@@ -26,6 +26,7 @@ stages); with ``--ship`` also a3c_course/pretrained/timeline/<game>-<stage>.pt (
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any
 
 import common
 import torch
+from time_to_win import EMULATOR_FILE
 
 from a3c_course.checkpoint import PRETRAINED_DIR, export_agent, load_checkpoint, load_model
 from a3c_course.envs import make_env
@@ -108,8 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     stages = find_stages(played)
     _, config = load_model(found[0])
     game = config.env_id.split("/")[-1].split("-")[0].lower()
+    # The bare emulator's speed measured when the run started (time_to_win.py writes it; null
+    # for a run started otherwise), so the minutes can be set against another machine's.
+    speed_file = args.run_dir / EMULATOR_FILE
+    speed = json.loads(speed_file.read_text()) if speed_file.is_file() else {}
     result = {"benchmark": "timeline", **header, "run_dir": common.repo_relative(args.run_dir),
               "env": config.env_id, "workers": config.workers,
+              **{key: speed.get(key) for key in ("emulator_steps_per_s",
+                                                 "emulator_steps_per_s_per_process")},
               "repeat_action_probability": config.repeat_action_probability,
               "episodes": args.episodes, "eval_seed": args.seed, "longer": LONGER,
               "stages": {k: (v and v["snapshot"]) for k, v in stages.items()},

@@ -230,6 +230,8 @@ def test_timeline_plays_each_snapshot_and_ships_the_stages(tmp_path: Path) -> No
         path.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(path, config, build_model(config, n_actions, obs_shape), None,
                         {"time_s": time_s, "steps": steps})
+    (run / "emulator_speed.json").write_text(json.dumps(
+        {"emulator_steps_per_s": 4000.0, "emulator_steps_per_s_per_process": 2000.0}))
     ship, images, out = tmp_path / "ship", tmp_path / "images", tmp_path / "results"
     proc = _bench("timeline.py", str(run), "--episodes", "1", "--ship", "--out", str(out),
                   "--ship-dir", str(ship), "--video-dir", str(images))
@@ -237,6 +239,7 @@ def test_timeline_plays_each_snapshot_and_ships_the_stages(tmp_path: Path) -> No
     _provenance_ok(result)
     assert [s["minutes"] for s in result["snapshots"]] == [2.0, 4.0]
     assert [s["steps"] for s in result["snapshots"]] == [50_000, 100_000]
+    assert result["emulator_steps_per_s"] == 4000.0  # the run's, kept beside its minutes
     first = result["snapshots"][0]
     assert len(first["scores"]) == 1 and first["mean"] == first["scores"][0] <= -15  # untrained
     assert result["stages"]["corner"] == first["snapshot"]
