@@ -6,12 +6,15 @@ The scripts in this folder import it as a sibling module (they are run as
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +97,18 @@ def git_commit() -> dict[str, Any]:
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None
             else None}
+
+
+@contextlib.contextmanager
+def passing_sigterm_to(child: subprocess.Popen) -> Iterator[None]:
+    """While a script waits for its `a3c train` child: a SIGTERM to the script is passed on
+    to the child (which stops cleanly on it) instead of ending the script and leaving the
+    child running without a parent. Ctrl-C needs nothing: a terminal sends it to both."""
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: child.terminate())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def provenance() -> dict[str, Any]:

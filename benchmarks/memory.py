@@ -87,12 +87,13 @@ def run_and_sample(train_args: list[str], seconds: float) -> dict[str, Any]:
         t0 = time.monotonic()
         samples: list[tuple[float, float, float | None, int]] = []
         try:
-            while proc.poll() is None:
-                rss, pss, count = tree_memory(root)
-                if count:
-                    samples.append((round(time.monotonic() - t0, 2), round(rss, 1),
-                                    None if pss is None else round(pss, 1), count))
-                time.sleep(SAMPLE_S)
+            with common.passing_sigterm_to(proc):
+                while proc.poll() is None:
+                    rss, pss, count = tree_memory(root)
+                    if count:
+                        samples.append((round(time.monotonic() - t0, 2), round(rss, 1),
+                                        None if pss is None else round(pss, 1), count))
+                    time.sleep(SAMPLE_S)
         except KeyboardInterrupt:
             proc.terminate()  # the trainer turns SIGTERM into a clean stop
             proc.wait()

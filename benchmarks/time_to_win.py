@@ -27,6 +27,7 @@ from emulator import measure_emulator
 import a3c_course
 from a3c_course.config import Config, make_config
 from a3c_course.rundir import read_metrics
+from a3c_course.trainer import EXIT_CODES
 
 MAX_CURVE_POINTS = 400  # the JSON keeps an evenly thinned eval curve
 MEAN_OF = 10  # the curve's running mean, and the "final score", average this many evaluations
@@ -34,6 +35,7 @@ MEAN_OF = 10  # the curve's running mean, and the "final score", average this ma
 # is enough, its spread between runs is a few per cent.
 EMULATOR_WARMUP_S = 1.0 if a3c_course.TEST_MODE else 3.0
 EMULATOR_SECONDS = 2.0 if a3c_course.TEST_MODE else 10.0
+EXIT_TERMINATED = EXIT_CODES["terminated"]  # a3c train's exit status after a SIGTERM
 EMULATOR_FILE = "emulator_speed.json"  # written into the run directory
 
 
@@ -243,15 +245,18 @@ def main(argv: list[str] | None = None) -> int:
             proc = subprocess.Popen([sys.executable, "-m", "a3c_course", *train],
                                     stdout=log, stderr=subprocess.STDOUT, cwd=common.REPO)
             try:
-                code = proc.wait()
+                with common.passing_sigterm_to(proc):
+                    code = proc.wait()
             except KeyboardInterrupt:  # Ctrl-C reached the trainer too: it stops cleanly
                 code = proc.wait()
                 status = 130
+            if code == EXIT_TERMINATED:  # it was stopped, and so is this script
+                status = code
         if not (run_dir / "metrics.jsonl").is_file():
             print(f"{name}: a3c train exited with {code} and wrote no metrics; see {log_path}",
                   file=sys.stderr)
             return 1
-        if code not in (0, 130):
+        if code not in (0, 130, EXIT_TERMINATED):
             print(f"{name}: a3c train exited with {code}; summarising what it wrote",
                   file=sys.stderr)
             status = status or 1
@@ -266,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                   "train_exit_code": code,
                   **summarise(run_dir, target)}
         _report(common.write_json(out_dir / f"time_to_win-{name}.json", result), result)
-        if status == 130:
+        if status in (130, EXIT_TERMINATED):  # the remaining seeds are not started
             break
     return status
 

@@ -5,13 +5,18 @@ They assert what the scripts write (result JSON with provenance, figures), never
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
+from proc_utils import wait_gone
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "benchmarks"
@@ -54,17 +59,42 @@ def test_time_to_win_runs_and_summarises_a_short_run(tmp_path: Path) -> None:
     assert again["emulator_steps_per_s"] == result["emulator_steps_per_s"]
 
 
-def test_time_to_win_without_a_target_reports_a_score_curve(tmp_path: Path) -> None:
+def test_time_to_win_without_a_target_reports_a_score_curve_and_passes_on_sigterm(
+        tmp_path: Path) -> None:
+    """No target: the result is a score curve. SIGTERM to the script alone (as a scheduler or
+    `kill` sends it) stops its `a3c train` child cleanly too, and what the run wrote is
+    summarised: no process is left running without its parent."""
     out, runs = tmp_path / "results", tmp_path / "runs"
-    # A step budget ends it (a loaded machine starts the children late, and a short clock
-    # could run out before the evaluator has played one game); the minutes only cap it.
-    proc = _bench("time_to_win.py", "--env", "CartPole-v1", "--workers", "1", "--minutes",
-                  "3", "--set", "max_steps=5000", "--set", "eval_nice=0", "--runs-dir",
-                  str(runs), "--out", str(out), "--name", "free")
+    script = subprocess.Popen(
+        [sys.executable, str(BENCH / "time_to_win.py"), "--env", "CartPole-v1", "--workers",
+         "1", "--minutes", "10", "--set", "eval_nice=0", "--runs-dir", str(runs), "--out",
+         str(out), "--name", "free"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "A3C_TEST_MODE": "1"}, cwd=REPO)
+    metrics = runs / "free" / "metrics.jsonl"
+    family: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 240  # the emulator is measured first; a busy machine
+        while not (metrics.is_file() and '"event": "eval"' in metrics.read_text()):
+            assert script.poll() is None and time.monotonic() < deadline, "no greedy game"
+            time.sleep(0.5)
+        family = psutil.Process(script.pid).children(recursive=True)
+        assert any("a3c_course" in " ".join(p.cmdline()) for p in family)
+        script.send_signal(signal.SIGTERM)
+        stdout, stderr = script.communicate(timeout=120)
+    finally:  # a failing run leaves nothing behind either
+        if script.poll() is None:
+            script.kill()
+        survivors = wait_gone(family, timeout=30)
+        for proc in survivors:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.terminate()
+    assert not survivors, f"left running: {survivors}"
+    assert script.returncode == 143, stderr[-3000:]  # as a shell reports SIGTERM
     result = json.loads((out / "time_to_win-free.json").read_text())
     assert result["target_score"] is None and result["reached"] is False
     assert result["confirmations"] == 0 and result["best_eval"] is not None
-    assert "no target" in proc.stdout
+    assert result["stop_reason"] == "terminated" and result["train_exit_code"] == 143
+    assert "no target" in stdout
 
 
 def test_plot_draws_every_figure_from_result_files(tmp_path: Path) -> None:
