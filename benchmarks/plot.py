@@ -223,6 +223,33 @@ def plot_envs_per_worker(results: list[tuple[Path, dict[str, Any]]], out: Path, 
 
 
 STEPS_GOAL = {"sticky": 2.0e6, "deterministic": 0.5e6}  # issue 15: agent steps to +18
+# Where the README's trial table reads each curve (agent steps).
+TABLE_STEPS = {"sticky": (1.0e6, 1.5e6, 2.0e6, 2.5e6), "deterministic": (0.25e6, 0.5e6)}
+
+
+def mean10_at(r: dict[str, Any], steps: float) -> float | None:
+    """The mean of the last 10 single greedy games played by `steps` agent steps (None: none
+    played yet, or the run had ended before `steps`)."""
+    games = time_to_win_curves(r)["games"]
+    played = [m for s, m in zip(games["steps"], games["mean10"], strict=True) if s <= steps]
+    return float(played[-1]) if played and r["end_steps"] >= steps else None
+
+
+def print_tuning_table(trials: list[tuple[Path, dict[str, Any]]]) -> None:
+    """Each trial's mean of 10 greedy games at the table's step counts, and its +18."""
+    for protocol, at in TABLE_STEPS.items():
+        rows = [r for _, r in trials if r["protocol"] == protocol]
+        if not rows:
+            continue
+        print(f"{protocol}: mean of the last 10 greedy games at "
+              + " / ".join(f"{x / 1e6:g} M" for x in at) + " agent steps; confirmed target")
+        for r in rows:
+            means = " / ".join("-" if (m := mean10_at(r, x)) is None else f"{m:+.1f}"
+                               for x in at)
+            won = (f"+{r['target_score']:g} at {r['steps'] / 1e6:.2f} M" if r.get("reached")
+                   else f"not by {r['end_steps'] / 1e6:.2f} M")
+            changed = _overrides(r) or "the default as it is"
+            print(f"  {r['model']}, seed {r['seed']}, {changed}: {means}; {won}")
 
 
 def plot_tuning(trials: list[tuple[Path, dict[str, Any]]],
@@ -314,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     if trials:
         baselines = [(p, r) for p, r in runs if r["env"] == "ALE/Pong-v5"
                      and r["preset"] == "default" and not _overrides(r)]
+        print_tuning_table(trials + baselines)
         path = plot_tuning(trials, baselines, args.out / "tuning.png",
                            f"{shown}/tuning/time_to_win-*.json, {shown}/time_to_win-*.json")
         print(f"{len(trials)} trials -> {path}")
