@@ -102,6 +102,9 @@ class Config:
     """discount factor"""
     gae_lambda: float = 1.0
     """GAE lambda; 1.0 gives the plain n-step advantage R - V of the seed"""
+    normalize_advantages: bool = False
+    """rescale each update's advantages to mean 0 and std 1 (over all its steps and games)
+    before the policy term; the seed uses them as they are"""
     entropy_coef: float = 0.01
     """weight of the entropy bonus"""
     value_coef: float = 0.5
@@ -295,7 +298,8 @@ _NOT_A_VARIANT = {"env", "model", "num_workers", "seed", "max_steps", "max_minut
 FIELDS_ADDED_LATER: dict[str, Any] = {"standardize": False, "eval_render": False,
                                       "stop_at_target": True, "confirm_pause": False,
                                       "snapshot_minutes": 0.0, "envs_per_worker": 1,
-                                      "stack_widen_first": True, "lr_decay_steps": 0}
+                                      "stack_widen_first": True, "lr_decay_steps": 0,
+                                      "normalize_advantages": False}
 
 # ---------------------------------------------------------------------- presets
 PRESETS: dict[str, dict[str, Any]] = {

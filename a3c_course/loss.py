@@ -3,7 +3,8 @@
 Notation (T steps, t = 0..T-1): rewards r_t, values V_t = V(s_t), bootstrap V_T = V(s_T),
 dones d_t (the episode ended after step t, so nothing is bootstrapped across it). Every
 tensor may carry a second axis of k rollouts side by side (shape (T, k)); the loss then sums
-over them, exactly the sum of the k rollouts' own losses.
+over them, exactly the sum of the k rollouts' own losses (unless the advantages are normalised:
+that is done over all T x k of them at once).
 """
 
 from __future__ import annotations
@@ -53,13 +54,16 @@ class A3CLoss(NamedTuple):
 def a3c_loss(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor,
              rewards: torch.Tensor, dones: torch.Tensor, bootstrap_value: float | torch.Tensor,
              gamma: float = 0.99, gae_lambda: float = 1.0, entropy_coef: float = 0.01,
-             value_coef: float = 0.5) -> A3CLoss:
+             value_coef: float = 0.5, normalize_advantages: bool = False) -> A3CLoss:
     """The loss whose gradient A3C hands to the shared model (sums over the T steps).
 
     - value loss   0.5 * sum_t (R_t - V_t)^2          (R - V read as the value's error)
     - policy loss  -sum_t log pi(a_t|s_t) * A_t        (A = R - V read as Q - V; GAE if lam < 1)
     - entropy      sum_t H(pi(.|s_t)), a bonus: subtracted, to keep the policy exploring
     - total        policy + value_coef * value - entropy_coef * entropy
+
+    `normalize_advantages` rescales the policy term's advantages to mean 0 and std 1 over the
+    whole rollout (PPO's habit); the value target stays R.
     """
     with torch.no_grad():
         returns = n_step_returns(rewards, dones, bootstrap_value, gamma)
@@ -67,6 +71,8 @@ def a3c_loss(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor,
             advantages = returns - values
         else:
             advantages = gae_advantages(rewards, values, dones, bootstrap_value, gamma, gae_lambda)
+        if normalize_advantages and advantages.numel() > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     log_probs = F.log_softmax(logits, dim=-1)
     entropy = -(log_probs.exp() * log_probs).sum(-1).sum()
     policy_loss = -(log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1) * advantages).sum()

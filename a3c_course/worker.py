@@ -84,7 +84,7 @@ def rollout_loss(model: ActorCritic, rollout: Rollout, config: Config) -> A3CLos
     logits, values = model.unroll(rollout.observations, rollout.start_state, rollout.dones)
     return a3c_loss(logits[:steps], values[:steps], rollout.actions, rollout.rewards,
                     rollout.dones, values[steps].detach(), config.gamma, config.gae_lambda,
-                    config.entropy_coef, config.value_coef)
+                    config.entropy_coef, config.value_coef, config.normalize_advantages)
 
 
 def apply_gradients(local: ActorCritic, shared: ActorCritic, optimizer: SharedAdam,

@@ -133,6 +133,7 @@ BAD_VALUES: list[tuple[str, object, str | None]] = [
     ("gamma", 1.01, None),
     ("gamma", -0.5, None),
     ("gae_lambda", 2.0, None),
+    ("normalize_advantages", 1, None),
     ("entropy_coef", -0.01, None),
     ("value_coef", 0.0, None),
     ("max_grad_norm", 0.0, None),

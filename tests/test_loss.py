@@ -134,3 +134,29 @@ def test_entropy_bonus_lowers_the_loss() -> None:
     without = _loss(logits, values, entropy_coef=0.0).total
     with_bonus = _loss(logits, values, entropy_coef=0.5).total
     torch.testing.assert_close(without - with_bonus, torch.tensor(0.5 * ENTROPY))
+
+
+def test_normalized_advantages_by_hand() -> None:
+    # A = [0.5, 0.75]: mean 0.625, std 0.25 / sqrt(2) -> normalised [-1/sqrt(2), +1/sqrt(2)]
+    loss = _loss(torch.tensor(LOGITS), torch.tensor(LOSS_VALUES), normalize_advantages=True)
+    a = 1 / math.sqrt(2.0)
+    policy = -(math.log(0.5) * -a + math.log(0.25) * a)
+    assert loss.policy.item() == pytest.approx(policy, rel=1e-5)
+    assert loss.value.item() == pytest.approx(VALUE, rel=1e-6)  # the value target stays R
+
+
+def test_normalized_advantages_span_every_game_of_a_batch() -> None:
+    # Two games side by side (shape (T, k) = (2, 2)): one mean and std over all four steps.
+    logits = torch.zeros(2, 2, 2)
+    values = torch.tensor([[1.0, 0.0], [0.25, 0.0]])
+    rewards = torch.tensor([[1.0, 3.0], [0.0, 0.0]])
+    actions = torch.zeros(2, 2, dtype=torch.int64)
+    plain = a3c_loss(logits, values, actions, rewards, torch.zeros(2, 2), torch.tensor([2.0, 0.0]),
+                     gamma=0.5)
+    normed = a3c_loss(logits, values, actions, rewards, torch.zeros(2, 2),
+                      torch.tensor([2.0, 0.0]), gamma=0.5, normalize_advantages=True)
+    # A = [[0.5, 3], [0.75, 0]]: the normalised advantages sum to 0, so with log pi = ln 1/2
+    # everywhere the policy term vanishes, while the plain one does not.
+    assert normed.policy.item() == pytest.approx(0.0, abs=1e-6)
+    assert plain.policy.item() == pytest.approx(-math.log(0.5) * 4.25, rel=1e-6)
+    assert normed.value.item() == pytest.approx(plain.value.item())
