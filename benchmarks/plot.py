@@ -71,6 +71,11 @@ def _overrides(r: dict[str, Any]) -> str:
     from a3c_course.config import Config
 
     changes = Config.from_dict(r["config"]).changes_from_preset() if "config" in r else {}
+    # The worker count is a run's setting, not the preset's, but a trial that departs from
+    # one worker per core changes how learning goes (more updates per agent step).
+    cores = r.get("machine", {}).get("cores")
+    if r.get("workers") and cores and r["workers"] != cores:
+        changes = {"workers": r["workers"]} | changes
     return ", ".join(f"{k}={v}" for k, v in changes.items())
 
 
