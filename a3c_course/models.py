@@ -108,29 +108,27 @@ class GRUActorCritic(ActorCritic):
         return state, state
 
     def _core_unroll(self, features, state, dones):
-        if dones.dim() == 2:
-            # k rollouts: the GRUCell steps through time on all k at once, and a game that
-            # ended restarts its state from zeros (a batch of k beats k fused sequences of 1).
-            outputs = []
-            for t in range(features.shape[0]):
-                state = self.core(features[t], state)
-                outputs.append(state)
-                if t < dones.shape[0]:
-                    state = state * (1.0 - dones[t]).unsqueeze(-1)
-            return torch.stack(outputs)
-        # One rollout: the same GRUCell weights, unrolled by torch's fused sequence kernel
-        # (torch.gru): the numbers equal a Python loop over self.core, at half the cost. The
-        # sequence is cut where an episode ended, and the state restarts from zeros there.
+        single = dones.dim() == 1  # one rollout: make it k = 1 rollouts
+        if single:
+            features, dones = features.unsqueeze(1), dones.unsqueeze(1)
+        # The same GRUCell weights, run over time by torch's fused sequence kernel (torch.gru)
+        # on all k games at once: the numbers equal a Python loop over self.core, at a third
+        # of the cost. The sequence is cut after each step where some game ended; there that
+        # game's state restarts from zeros, the others' carry on (gradients flow through).
         cell = self.core
         weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
-        cuts = (torch.nonzero(dones[: features.shape[0] - 1]).flatten() + 1).tolist()
+        steps = features.shape[0]
+        cuts = (torch.nonzero(dones[: steps - 1].any(dim=1)).flatten() + 1).tolist()
         outputs, start = [], 0
-        for end in [*cuts, features.shape[0]]:
-            out, _ = torch.gru(features[start:end].unsqueeze(1), state.unsqueeze(0), weights,
-                               True, 1, 0.0, self.training, False, False)
-            outputs.append(out.squeeze(1))
-            state, start = torch.zeros_like(state), end
-        return torch.cat(outputs)
+        for end in [*cuts, steps]:
+            out, _ = torch.gru(features[start:end], state.unsqueeze(0), weights, True, 1, 0.0,
+                               self.training, False, False)
+            outputs.append(out)
+            if end < steps:
+                state = out[-1] * (1.0 - dones[end - 1]).unsqueeze(-1)
+            start = end
+        hidden = torch.cat(outputs)
+        return hidden.squeeze(1) if single else hidden
 
 
 class StackActorCritic(ActorCritic):

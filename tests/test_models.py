@@ -174,6 +174,35 @@ def test_unroll_equals_step_by_step(kind: str, dones: list[int]) -> None:
         torch.testing.assert_close(g, p.grad, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["gru", "stack"])
+def test_unroll_of_k_games_equals_each_game_step_by_step(kind: str) -> None:
+    """k = 3 rollouts side by side, the games ending at different steps (the GRU's sequence
+    is cut there): each game's outputs and the summed gradients are those of its own
+    step-by-step reference."""
+    torch.manual_seed(3)
+    config = make_config(model=kind, frame_size=16, conv_channels=(8, 8), hidden_size=32)
+    model = build_model(config, ACTIONS)
+    dones = torch.tensor([[0, 0, 0], [0, 1, 0], [0, 0, 0], [1, 0, 0], [0, 0, 0]],
+                         dtype=torch.float32)
+    obs = torch.rand(6, 3, config.input_channels, 16, 16)
+    start = torch.randn(3, 32) if kind == "gru" else model.initial_state(3)
+
+    logits, values = model.unroll(obs, start, dones)
+    assert logits.shape == (6, 3, ACTIONS) and values.shape == (6, 3)
+    refs = [_step_by_step(model, obs[:, i], start[i : i + 1], dones[:, i]) for i in range(3)]
+    for i, (ref_logits, ref_values) in enumerate(refs):
+        torch.testing.assert_close(logits[:, i], ref_logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(values[:, i], ref_values, atol=1e-5, rtol=1e-5)
+
+    model.zero_grad()
+    (values.sum() + logits.pow(2).sum()).backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    sum(v.sum() + lg.pow(2).sum() for lg, v in refs).backward()
+    for g, p in zip(grads, model.parameters(), strict=True):
+        torch.testing.assert_close(g, p.grad, atol=1e-5, rtol=1e-4)
+
+
 def test_unroll_resets_the_state_at_a_done() -> None:
     # The reset matters: with and without the done, the steps after it differ (GRU only).
     torch.manual_seed(2)
