@@ -32,6 +32,7 @@ from typing import Any
 
 import common
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -240,17 +241,27 @@ def mean10_at(r: dict[str, Any], steps: float) -> float | None:
     return float(played[-1]) if played and r["end_steps"] >= steps else None
 
 
+def train_mean_at(r: dict[str, Any], steps: float) -> float | None:
+    """The mean real score of the last 40 training games by `steps` agent steps (None: the
+    result has no training curve, or the run had ended before `steps`)."""
+    curve = [m for s, m in r.get("train_curve", []) if s <= steps]
+    return float(curve[-1]) if curve and r["end_steps"] >= steps else None
+
+
 def print_tuning_table(trials: list[tuple[Path, dict[str, Any]]]) -> None:
-    """Each trial's mean of 10 greedy games at the table's step counts, and its +18."""
+    """Each trial's mean of 10 greedy games and of 40 training games at the table's step
+    counts, and its +18."""
     for protocol, at in TABLE_STEPS.items():
         rows = [r for _, r in trials if r["protocol"] == protocol]
         if not rows:
             continue
-        print(f"{protocol}: mean of the last 10 greedy games at "
+        print(f"{protocol}: mean of the last 10 greedy games | of the last 40 training games, at "
               + " / ".join(f"{x / 1e6:g} M" for x in at) + " agent steps; confirmed target")
         for r in rows:
             means = " / ".join("-" if (m := mean10_at(r, x)) is None else f"{m:+.1f}"
                                for x in at)
+            means += " | " + " / ".join("-" if (m := train_mean_at(r, x)) is None
+                                        else f"{m:+.1f}" for x in at)
             won = (f"+{r['target_score']:g} at {r['steps'] / 1e6:.2f} M" if r.get("reached")
                    else f"not by {r['end_steps'] / 1e6:.2f} M")
             changed = _overrides(r) or "the default as it is"
@@ -259,22 +270,28 @@ def print_tuning_table(trials: list[tuple[Path, dict[str, Any]]]) -> None:
 
 def plot_tuning(trials: list[tuple[Path, dict[str, Any]]],
                 baselines: list[tuple[Path, dict[str, Any]]], out: Path, sources: str) -> Path:
-    """One panel per protocol: each trial's running mean of 10 single greedy games against
-    agent steps (labelled by what it changed from its preset), the untuned default's runs
-    grey and dashed, the target and the issue's step goal."""
+    """One column per protocol: each trial's running mean of 10 single greedy games (top) and
+    of 40 training games (bottom, where the result has it) against agent steps, labelled by
+    what it changed from its preset; the untuned default's runs grey and dashed; the target
+    and the issue's step goal."""
     protocols = sorted({r["protocol"] for _, r in trials})
-    fig, axes = plt.subplots(1, len(protocols), figsize=(8.5 * len(protocols), 7.2),
-                             squeeze=False)
-    for ax, protocol in zip(axes[0], protocols, strict=True):
+    fig, axes = plt.subplots(2, len(protocols), figsize=(8.5 * len(protocols), 11.5),
+                             squeeze=False, height_ratios=(1.25, 1))
+    for column, protocol in enumerate(protocols):
+        greedy_ax, train_ax = axes[0][column], axes[1][column]
         for _, r in baselines:
             if r["protocol"] == protocol:
                 games = time_to_win_curves(r)["games"]
                 label = f"default as is, {r['model']}, seed {r['seed']}"
                 if r.get("reached"):  # a deterministic greedy game is all or nothing: mark it
                     label += f" (+{r['target_score']:g} at {r['steps'] / 1e6:.2f} M)"
-                    ax.plot(r["steps"] * 1e-6, r["confirmed_mean"], "*", color="0.55", ms=11)
-                ax.plot(games["steps"] * 1e-6, games["mean10"], "--", color="0.55", lw=1.2,
-                        label=label)
+                    greedy_ax.plot(r["steps"] * 1e-6, r["confirmed_mean"], "*", color="0.55",
+                                   ms=11)
+                greedy_ax.plot(games["steps"] * 1e-6, games["mean10"], "--", color="0.55",
+                               lw=1.2, label=label)
+                if r.get("train_curve"):
+                    steps, means = zip(*r["train_curve"], strict=True)
+                    train_ax.plot(np.array(steps) * 1e-6, means, "--", color="0.55", lw=1.2)
         for color, (_, r) in zip(plt.get_cmap("tab10").colors,
                                  [t for t in trials if t[1]["protocol"] == protocol],
                                  strict=False):
@@ -282,20 +299,29 @@ def plot_tuning(trials: list[tuple[Path, dict[str, Any]]],
             label = f"seed {r['seed']}: {_overrides(r)}"
             if r.get("reached"):
                 label += f" (+{r['target_score']:g} at {r['steps'] / 1e6:.2f} M)"
-            ax.plot(games["steps"] * 1e-6, games["mean10"], color=color, lw=1.6, label=label)
+            greedy_ax.plot(games["steps"] * 1e-6, games["mean10"], color=color, lw=1.6,
+                           label=label)
+            if r.get("train_curve"):
+                steps, means = zip(*r["train_curve"], strict=True)
+                train_ax.plot(np.array(steps) * 1e-6, means, color=color, lw=1.6)
         target = next(r["target_score"] for _, r in trials if r["protocol"] == protocol)
-        ax.axhline(target, color="black", lw=1, ls=":")
-        ax.axvline(STEPS_GOAL[protocol] * 1e-6, color="tab:red", lw=0.8, ls="--",
-                   label=f"goal: +{target:g} within {STEPS_GOAL[protocol] / 1e6:g} M steps")
-        ax.set_ylim(-22.5, 22.5)
-        ax.set_xlabel("agent steps (millions)")
-        ax.set_ylabel("mean of the last 10 single greedy games")
-        ax.set_title(f"{protocol} Pong", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+        for ax in (greedy_ax, train_ax):
+            ax.axhline(target, color="black", lw=1, ls=":")
+            ax.axvline(STEPS_GOAL[protocol] * 1e-6, color="tab:red", lw=0.8, ls="--",
+                       label=f"goal: +{target:g} within {STEPS_GOAL[protocol] / 1e6:g} M steps"
+                       if ax is greedy_ax else None)
+            ax.set_ylim(-22.5, 22.5)
+            ax.set_xlabel("agent steps (millions)")
+            ax.grid(alpha=0.3)
+        greedy_ax.set_ylabel("mean of the last 10 single greedy games")
+        greedy_ax.set_title(f"{protocol} Pong: the greedy evaluator's games", fontsize=10)
+        train_ax.set_ylabel("mean of the last 40 training games")
+        train_ax.set_title(f"{protocol} Pong: the workers' own games (sampled actions; not "
+                           "kept for the oldest runs)", fontsize=10)
+        greedy_ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     fig.suptitle("Learning trials (tuning seeds, kept apart from the final measurement); a star: "
                  "the confirmed 10-game mean reached the target", fontsize=10)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
     footer(fig, sources)
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -31,6 +31,11 @@ from a3c_course.trainer import EXIT_CODES
 
 MAX_CURVE_POINTS = 400  # the JSON keeps an evenly thinned eval curve
 MEAN_OF = 10  # the curve's running mean, and the "final score", average this many evaluations
+# The training games' curve: every TRAIN_EVERY agent steps, the mean real score of the last
+# TRAIN_MEAN_OF games the workers finished (sampled actions). It does not depend on how often
+# the evaluator got the CPU, which differs with the number of workers.
+TRAIN_EVERY = 50_000
+TRAIN_MEAN_OF = 40
 # The emulator-only speed measured before each run (benchmarks/emulator.py): a short window
 # is enough, its spread between runs is a few per cent.
 EMULATOR_WARMUP_S = 1.0 if a3c_course.TEST_MODE else 3.0
@@ -56,6 +61,20 @@ def _thin(n: int, keep: int) -> list[int]:
         return list(range(n))
     step = (n - 1) / (keep - 1)
     return sorted({round(i * step) for i in range(keep)})
+
+
+def train_curve(rows: list[dict[str, Any]], end_steps: int) -> list[list[float]]:
+    """[steps, mean of the last TRAIN_MEAN_OF training games] every TRAIN_EVERY steps."""
+    games = [(r["steps"], r["episode_return"]) for r in rows if r["event"] == "episode"]
+    games.sort(key=lambda g: g[0])
+    curve, played = [], 0
+    for mark in range(TRAIN_EVERY, end_steps + 1, TRAIN_EVERY):
+        while played < len(games) and games[played][0] <= mark:
+            played += 1
+        last = [score for _, score in games[max(0, played - TRAIN_MEAN_OF):played]]
+        if last:
+            curve.append([mark, round(sum(last) / len(last), 2)])
+    return curve
 
 
 def default_target(config: Config, target: float | None) -> float | None:
@@ -155,6 +174,8 @@ def summarise(run_dir: Path, target: float | None = None) -> dict[str, Any]:
         "eval_curve": [[evals[i]["time_s"], evals[i]["steps"], evals[i]["eval_return"],
                         round(running[i], 2)] for i in keep],
         "confirm_points": [[r["time_s"], r["steps"], r["eval_return"]] for r in confirms],
+        "train_curve_columns": ["steps", f"train_mean{TRAIN_MEAN_OF}"],
+        "train_curve": train_curve(rows, end["steps"]),
         "config": config.to_dict(),
     }
     return result
@@ -195,9 +216,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.summarise:
         for run_dir in args.summarise:
-            result = {"benchmark": "time_to_win", **header, "train_command": None,
-                      **summarise(run_dir)}
             name = args.name if args.name and len(args.summarise) == 1 else run_dir.name
+            # Summarised again (after a resume, or for a newer summary): how the run was
+            # started stays known from the earlier result of the same run directory.
+            earlier_path = out_dir / f"time_to_win-{name}.json"
+            earlier = json.loads(earlier_path.read_text()) if earlier_path.is_file() else {}
+            if earlier.get("run_dir") != common.repo_relative(run_dir):
+                earlier = {}
+            result = {"benchmark": "time_to_win", **header,
+                      "train_command": earlier.get("train_command"),
+                      **({"started_by": earlier.get("started_by", earlier["command"])}
+                         if earlier.get("train_command") else {}),
+                      **summarise(run_dir)}
             _report(common.write_json(out_dir / f"time_to_win-{name}.json", result), result)
         return 0
 
