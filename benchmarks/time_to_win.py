@@ -225,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
                 earlier = {}
             result = {"benchmark": "time_to_win", **header,
                       "train_command": earlier.get("train_command"),
-                      **({"started_by": earlier.get("started_by", earlier["command"])}
+                      **({"train_exit_code": earlier.get("train_exit_code"),
+                          "started_by": earlier.get("started_by", earlier["command"])}
                          if earlier.get("train_command") else {}),
                       **summarise(run_dir)}
             _report(common.write_json(out_dir / f"time_to_win-{name}.json", result), result)
