@@ -292,8 +292,9 @@ def plot_tuning(trials: list[tuple[Path, dict[str, Any]]],
                 if r.get("train_curve"):
                     steps, means = zip(*r["train_curve"], strict=True)
                     train_ax.plot(np.array(steps) * 1e-6, means, "--", color="0.55", lw=1.2)
-        for color, (_, r) in zip(plt.get_cmap("tab10").colors,
-                                 [t for t in trials if t[1]["protocol"] == protocol],
+        # tab10 without its grey, which the untuned default's runs are drawn in.
+        colors = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]
+        for color, (_, r) in zip(colors, [t for t in trials if t[1]["protocol"] == protocol],
                                  strict=False):
             games = time_to_win_curves(r)["games"]
             label = f"seed {r['seed']}: {_overrides(r)}"
