@@ -115,9 +115,12 @@ def test_plot_draws_every_figure_from_result_files(tmp_path: Path) -> None:
                  "envs_per_worker.png", "tuning.png"):
         png = images / name
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", proc.stdout
-    # The README's trial table, printed from the same files (one line per trial).
-    table = proc.stdout.split("sticky: mean of the last 10 greedy games at")[1]
+    # The README's trial table, printed from the same files (one line per trial): the greedy
+    # means, then the training games' means, of each trial.
+    table = proc.stdout.split("sticky: mean of the last 10 greedy games")[1]
     assert "lr_decay_steps=3000000: " in table and "+18 at 4.31 M" in table
+    w8 = next(line for line in table.splitlines() if "workers=8" in line and "decay" not in line)
+    assert "| +1.2 / +10.6 / - / -;" in w8, w8
 
 
 def test_emulator_measures_the_bare_game_on_each_process(tmp_path: Path) -> None:
