@@ -77,6 +77,20 @@ def train_curve(rows: list[dict[str, Any]], end_steps: int) -> list[list[float]]
     return curve
 
 
+def entropy_curve(rows: list[dict[str, Any]], end_steps: int) -> list[list[float]]:
+    """[steps, mean policy entropy per step of the progress rows since the last mark] every
+    TRAIN_EVERY steps: how far from uniform (ln of the action count) the policy has moved."""
+    progress = sorted(((r["steps"], r["entropy"]) for r in rows
+                       if r["event"] == "progress" and r.get("entropy") is not None),
+                      key=lambda p: p[0])
+    curve = []
+    for mark in range(TRAIN_EVERY, end_steps + 1, TRAIN_EVERY):
+        window = [e for s, e in progress if mark - TRAIN_EVERY < s <= mark]
+        if window:
+            curve.append([mark, round(sum(window) / len(window), 3)])
+    return curve
+
+
 def default_target(config: Config, target: float | None) -> float | None:
     """`target`, or +18 on Pong ("always wins"); other games without one: a score curve only."""
     if target is None and config.env_id == "ALE/Pong-v5":
@@ -176,6 +190,8 @@ def summarise(run_dir: Path, target: float | None = None) -> dict[str, Any]:
         "confirm_points": [[r["time_s"], r["steps"], r["eval_return"]] for r in confirms],
         "train_curve_columns": ["steps", f"train_mean{TRAIN_MEAN_OF}"],
         "train_curve": train_curve(rows, end["steps"]),
+        "entropy_curve_columns": ["steps", "entropy"],
+        "entropy_curve": entropy_curve(rows, end["steps"]),
         "config": config.to_dict(),
     }
     return result

@@ -59,6 +59,20 @@ def test_time_to_win_runs_and_summarises_a_short_run(tmp_path: Path) -> None:
     assert again["emulator_steps_per_s"] == result["emulator_steps_per_s"]
 
 
+def test_entropy_curve_averages_the_progress_rows_of_each_stretch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    import time_to_win
+
+    rows = [{"event": "progress", "steps": s, "entropy": e}
+            for s, e in [(20_000, 1.7), (40_000, 1.5), (60_000, 1.2), (90_000, 1.0),
+                         (120_000, 0.9)]]
+    rows.append({"event": "episode", "steps": 30_000, "episode_return": -21.0})
+    # Marks every 50,000 steps; the rows after the last full mark wait for the next one.
+    assert time_to_win.entropy_curve(rows, 120_000) == [[50_000, 1.6], [100_000, 1.1]]
+    assert time_to_win.entropy_curve(rows[:1], 10_000) == []
+
+
 def test_time_to_win_without_a_target_reports_a_score_curve_and_passes_on_sigterm(
         tmp_path: Path) -> None:
     """No target: the result is a score curve. SIGTERM to the script alone (as a scheduler or
