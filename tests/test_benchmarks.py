@@ -133,7 +133,8 @@ def test_plot_draws_every_figure_from_result_files(tmp_path: Path) -> None:
     # means, then the training games' means, of each trial.
     table = proc.stdout.split("sticky: mean of the last 10 greedy games")[1]
     assert "lr_decay_steps=3000000: " in table and "+18 at 4.31 M" in table
-    w8 = next(line for line in table.splitlines() if "workers=8" in line and "decay" not in line)
+    w8 = next(line for line in table.splitlines()
+              if "workers=8, stack_widen_first=False, envs_per_worker=2, lr=0.0003: " in line)
     assert "| +1.2 / +10.6 / - / -;" in w8, w8
 
 
