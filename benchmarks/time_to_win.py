@@ -80,9 +80,8 @@ def train_curve(rows: list[dict[str, Any]], end_steps: int) -> list[list[float]]
 def entropy_curve(rows: list[dict[str, Any]], end_steps: int) -> list[list[float]]:
     """[steps, mean policy entropy per step of the progress rows since the last mark] every
     TRAIN_EVERY steps: how far from uniform (ln of the action count) the policy has moved."""
-    progress = sorted(((r["steps"], r["entropy"]) for r in rows
-                       if r["event"] == "progress" and r.get("entropy") is not None),
-                      key=lambda p: p[0])
+    progress = [(r["steps"], r["entropy"]) for r in rows
+                if r["event"] == "progress" and r.get("entropy") is not None]
     curve = []
     for mark in range(TRAIN_EVERY, end_steps + 1, TRAIN_EVERY):
         window = [e for s, e in progress if mark - TRAIN_EVERY < s <= mark]
