@@ -210,12 +210,24 @@ def time_to_win_key(color: str = "0.3", eval_episodes: int = 10) -> list:
     ]
 
 
-def _group_of(result: dict[str, Any]) -> tuple[str, str, bool]:
+def settings_of(result: dict[str, Any]) -> tuple[str, str]:
+    """(preset, changes) of a result as told today: the preset its settings differ least
+    from (:meth:`Config.relabelled`: a run of the default before issue 15 is a `classic` run)
+    and the learning fields changed from it, e.g. ``("default", "entropy_coef=0.003")``."""
     from .config import Config
 
-    as_is = (result.get("preset") == "default"
-             and not Config.from_dict(result["config"]).changes_from_preset())
-    return result["env"], result["protocol"], as_is
+    config = Config.from_dict(result["config"]).relabelled()
+    changes = config.changes_from_preset()
+    return config.preset, ", ".join(f"{k}={v}" for k, v in changes.items())
+
+
+# Rows of the grid: each preset as is (today's default first), then everything else.
+_GROUP_ORDER = ("default", "classic", "seed")
+
+
+def _group_of(result: dict[str, Any]) -> tuple[str, str, str]:
+    preset, changes = settings_of(result)
+    return result["env"], result["protocol"], "changed" if changes else preset
 
 
 def plot_time_to_win_grid(results: list[dict[str, Any]], ncols: int | None = None,
@@ -223,19 +235,23 @@ def plot_time_to_win_grid(results: list[dict[str, Any]], ncols: int | None = Non
                           bottom: float = 0.0, title: str | None = None):
     """Small multiples, one panel per time_to_win result (each with
     :func:`plot_time_to_win`), so every run shows at a glance whether its confirmed mean
-    reached the target. One row (or more) per group: game, protocol, and the default preset
-    as is against everything else; panels of a row share their x axis (minutes), every
-    Pong panel spans Pong's whole score range. `goals` draws a vertical line per protocol
-    (e.g. ``{"deterministic": 25}``). The key goes into a spare panel or below the panels;
-    `bottom` keeps that share of the figure's height free (for a footer); `title` goes
-    above all panels. Returns the figure."""
+    reached the target. One row (or more) per group: game, protocol, and each preset as is
+    (:func:`settings_of`) against everything else; panels of a row share their x axis
+    (minutes), every Pong panel spans Pong's whole score range. `goals` draws a vertical
+    line per protocol (e.g. ``{"deterministic": 25}``). The key goes into a spare panel or
+    below the panels; `bottom` keeps that share of the figure's height free (for a footer);
+    `title` goes above all panels. Returns the figure."""
     import matplotlib.pyplot as plt
 
     goals = goals or {}
-    groups: dict[tuple[str, str, bool], list[dict[str, Any]]] = {}
-    for r in sorted(results, key=lambda r: (r["env"], r["protocol"] != "deterministic",
-                                            not _group_of(r)[2], r["preset"], r["model"],
-                                            r["seed"])):
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+
+    def order(r: dict[str, Any]) -> tuple:
+        group = _group_of(r)[2]
+        rank = _GROUP_ORDER.index(group) if group in _GROUP_ORDER else len(_GROUP_ORDER)
+        return r["env"], r["protocol"] != "deterministic", rank, r["model"], r["seed"]
+
+    for r in sorted(results, key=order):
         groups.setdefault(_group_of(r), []).append(r)
     ncols = ncols or max(2, min(4, max((len(g) for g in groups.values()), default=1)))
     rows: list[list[dict[str, Any]]] = []
@@ -268,8 +284,8 @@ def plot_time_to_win_grid(results: list[dict[str, Any]], ncols: int | None = Non
                 ax.axvline(cap, color="tab:red", lw=0.8, ls="--")
             ax.set_xlim(0, right)
             game = r["env"].split("/")[-1].split("-")[0]
-            changes = _overrides(r)
-            what = f"{game}, {r['protocol']}: {r['preset']}/{r['model']} seed {r['seed']}"
+            preset, changes = settings_of(r)
+            what = f"{game}, {r['protocol']}: {preset}/{r['model']} seed {r['seed']}"
             ax.set_title("\n".join([what, *([changes] if changes else []),
                                     *time_to_win_outcome(r).split("; ")]), fontsize=7.5)
             ax.tick_params(labelsize=7)
@@ -301,11 +317,3 @@ def plot_time_to_win_grid(results: list[dict[str, Any]], ncols: int | None = Non
                    bbox_to_anchor=(0.5, bottom))
         fig.tight_layout(rect=(0, bottom + below, 1, top))
     return fig
-
-
-def _overrides(result: dict[str, Any]) -> str:
-    """The learning fields a result changed from its preset, e.g. 'standardize=False'."""
-    from .config import Config
-
-    changes = Config.from_dict(result["config"]).changes_from_preset()
-    return ", ".join(f"{k}={v}" for k, v in changes.items())

@@ -41,6 +41,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from a3c_course.plots import (  # noqa: E402
     plot_time_to_win,
     plot_time_to_win_grid,
+    settings_of,
     time_to_win_curves,
     time_to_win_key,
     time_to_win_outcome,
@@ -67,17 +68,21 @@ def footer(fig: plt.Figure, sources: str) -> None:
              color="0.35", ha="left", va="bottom")
 
 
+def _preset(r: dict[str, Any]) -> str:
+    """The preset a result's settings are told against today (a3c_course.plots.settings_of:
+    the default of before issue 15 is today's `classic`)."""
+    return settings_of(r)[0] if "config" in r else r["preset"]
+
+
 def _overrides(r: dict[str, Any]) -> str:
     """The config fields a result changed from its preset, e.g. 'hidden_size=128'."""
-    from a3c_course.config import Config
-
-    changes = Config.from_dict(r["config"]).changes_from_preset() if "config" in r else {}
+    changes = settings_of(r)[1] if "config" in r else ""
     # The worker count is a run's setting, not the preset's, but a trial that departs from
     # one worker per core changes how learning goes (more updates per agent step).
     cores = r.get("machine", {}).get("cores")
     if r.get("workers") and cores and r["workers"] != cores:
-        changes = {"workers": r["workers"]} | changes
-    return ", ".join(f"{k}={v}" for k, v in changes.items())
+        changes = ", ".join(c for c in (f"workers={r['workers']}", changes) if c)
+    return changes
 
 
 def plot_scores(runs: list[tuple[Path, dict[str, Any]]], out: Path, sources: str) -> Path:
@@ -96,10 +101,16 @@ def plot_scores(runs: list[tuple[Path, dict[str, Any]]], out: Path, sources: str
 
 
 def comparison_runs(runs: list[tuple[Path, dict[str, Any]]], protocol: str = "deterministic"
-                    ) -> list[tuple[Path, dict[str, Any]]]:
-    """The GRU-vs-stack runs: default preset with nothing changed but model and seed."""
-    return [(path, r) for path, r in runs
-            if r["preset"] == "default" and r["protocol"] == protocol and not _overrides(r)]
+                    ) -> tuple[str, list[tuple[Path, dict[str, Any]]]]:
+    """The GRU-vs-stack runs: one preset with nothing changed but model and seed. Today's
+    default once it has runs of both models, else the first preset that has (`classic`, the
+    default of before issue 15); returns the preset and its runs."""
+    as_is = [(path, r) for path, r in runs if r["protocol"] == protocol and not _overrides(r)]
+    for preset in ("default", "classic", "seed"):
+        pairs = [(path, r) for path, r in as_is if _preset(r) == preset]
+        if {r["model"] for _, r in pairs} == {"gru", "stack"}:
+            return preset, pairs
+    return "default", []
 
 
 def plot_gru_vs_stack(runs: list[tuple[Path, dict[str, Any]]], out: Path, sources: str) -> Path:
@@ -128,8 +139,9 @@ def plot_gru_vs_stack(runs: list[tuple[Path, dict[str, Any]]], out: Path, source
     per_model = {m: sum(r["model"] == m for r in ordered) for m in colours}
     fig.legend(handles=handles + time_to_win_key()[0:3:2], loc="lower center", ncol=3,
                fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.05))
-    fig.suptitle("GRU (1 frame + GRUCell) against a 4-frame stack: deterministic Pong, default "
-                 "preset, 2 cores; seeds per model: "
+    preset = _preset(runs[0][1])
+    fig.suptitle("GRU (1 frame + GRUCell) against a 4-frame stack: deterministic Pong, "
+                 f"{preset} preset, 2 cores; seeds per model: "
                  + ", ".join(f"{m} {n}" for m, n in per_model.items()), fontsize=10)
     fig.tight_layout(rect=(0, 0.2, 1, 1))
     footer(fig, sources)
@@ -146,7 +158,7 @@ def plot_throughput(results: list[tuple[Path, dict[str, Any]]], out: Path, sourc
     names = []
     for i, (_, r) in enumerate(results):
         extra = _overrides(r)
-        names.append(f"{r['preset']}/{r['model']}\n{r['workers']} workers"
+        names.append(f"{_preset(r)}/{r['model']}\n{r['workers']} workers"
                      + (f"\n{extra}" if extra else ""))
         limit, trainer = r["limit_steps_per_s"], r["trainer_steps_per_s"]
         ax.bar(i - width / 2, limit, width, color="tab:gray", label="limit (no sharing)"
@@ -188,9 +200,11 @@ def plot_envs_per_worker(results: list[tuple[Path, dict[str, Any]]], out: Path, 
     fig, (rates, ratios) = plt.subplots(1, 2, figsize=(11, 4.6))
 
     def line(r: dict[str, Any]) -> str:
-        # The model and what else the result changed from its preset, k aside.
-        changes = [c for c in _overrides(r).split(", ") if c and "envs_per_worker" not in c]
-        return ", ".join([r["model"], *changes])
+        # The preset, the model and what else the result changed from the preset, k aside
+        # (and the learning rate, which changes no step's cost).
+        changes = [c for c in _overrides(r).split(", ")
+                   if c and not c.startswith(("envs_per_worker=", "lr="))]
+        return f"{_preset(r)}: " + ", ".join([r["model"], *changes])
 
     lines = sorted({line(r) for _, r in results})
     for color, name in zip(plt.get_cmap("tab10").colors, lines, strict=False):
@@ -220,7 +234,8 @@ def plot_envs_per_worker(results: list[tuple[Path, dict[str, Any]]], out: Path, 
     ratios.set_ylabel("trainer / emulator")
     ratios.set_ylim(0, max(0.6, ratios.get_ylim()[1]))
     fig.suptitle(f"Training speed against games per worker: {', '.join(map(str, workers))} "
-                 f"workers on {', '.join(map(str, cores))} cores, default preset", fontsize=10)
+                 f"workers on {', '.join(map(str, cores))} cores; a line per preset and model",
+                 fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     footer(fig, sources)
     fig.savefig(out, dpi=120)
@@ -264,7 +279,7 @@ def print_tuning_table(trials: list[tuple[Path, dict[str, Any]]]) -> None:
                                         else f"{m:+.1f}" for x in at)
             won = (f"+{r['target_score']:g} at {r['steps'] / 1e6:.2f} M" if r.get("reached")
                    else f"not by {r['end_steps'] / 1e6:.2f} M")
-            changed = _overrides(r) or "the default as it is"
+            changed = _overrides(r) or f"the {_preset(r)} preset as it is"
             print(f"  {r['model']}, seed {r['seed']}, {changed}: {means}; {won}")
 
 
@@ -282,7 +297,7 @@ def plot_tuning(trials: list[tuple[Path, dict[str, Any]]],
         for _, r in baselines:
             if r["protocol"] == protocol:
                 games = time_to_win_curves(r)["games"]
-                label = f"default as is, {r['model']}, seed {r['seed']}"
+                label = f"{_preset(r)} as is, {r['model']}, seed {r['seed']}"
                 if r.get("reached"):  # a deterministic greedy game is all or nothing: mark it
                     label += f" (+{r['target_score']:g} at {r['steps'] / 1e6:.2f} M)"
                     greedy_ax.plot(r["steps"] * 1e-6, r["confirmed_mean"], "*", color="0.55",
@@ -353,10 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"no time_to_win results for {args.env} in {args.results}", file=sys.stderr)
 
-    pairs = comparison_runs([(p, r) for p, r in runs if r["env"] == "ALE/Pong-v5"])
-    if {r["model"] for _, r in pairs} == {"gru", "stack"}:
+    preset, pairs = comparison_runs([(p, r) for p, r in runs if r["env"] == "ALE/Pong-v5"])
+    if pairs:
         path = plot_gru_vs_stack(pairs, args.out / "gru_vs_stack.png",
-                                 f"{shown}/time_to_win-*.json (default preset, deterministic)")
+                                 f"{shown}/time_to_win-*.json ({preset} preset, deterministic)")
         print(f"{len(pairs)} runs -> {path}")
     else:
         print("gru_vs_stack.png needs deterministic default-preset runs of both models",
@@ -372,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
               if r["env"] == "ALE/Pong-v5"]
     if trials:
         baselines = [(p, r) for p, r in runs if r["env"] == "ALE/Pong-v5"
-                     and r["preset"] == "default" and not _overrides(r)]
+                     and _preset(r) in ("default", "classic") and not _overrides(r)]
         print_tuning_table(trials + baselines)
         path = plot_tuning(trials, baselines, args.out / "tuning.png",
                            f"{shown}/tuning/time_to_win-*.json, {shown}/time_to_win-*.json")

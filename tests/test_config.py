@@ -32,6 +32,10 @@ def test_seed_preset_holds_the_seeds_choices() -> None:
     assert c.conv_channels[:2] == (8, 16)  # 3 -> 8 -> 16 -> ...
     assert (c.crop_top, c.crop_bottom) == (35, 15)
     assert c.gae_lambda == 1.0  # plain R - V advantage
+    assert c.envs_per_worker == 1  # one game per process
+    assert c.lr == 1e-4  # ikostrikov/pytorch-a3c's Adam, which the seed cites
+    assert c.stack_widen_first  # its stack model: 12 -> 16 -> 16
+    assert c.standardize is False  # plain 0..1 frames
 
 
 def test_default_preset_differs_from_the_seed() -> None:
@@ -40,7 +44,8 @@ def test_default_preset_differs_from_the_seed() -> None:
     assert default.preset == "default"
     assert (default.frame_size, default.grayscale) == (42, True)
     changed = {k for k, v in seed.to_dict().items() if default.to_dict()[k] != v}
-    assert {"frame_size", "grayscale", "conv_channels", "num_workers", "num_steps"} <= changed
+    assert {"frame_size", "grayscale", "conv_channels", "num_workers", "num_steps",
+            "envs_per_worker", "lr", "stack_widen_first"} <= changed
 
 
 def test_every_preset_is_valid_and_knows_only_real_fields() -> None:
@@ -76,7 +81,7 @@ def test_config_is_frozen_and_replace_validates() -> None:
     c = make_config()
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.lr = 1.0  # type: ignore[misc]
-    assert c.replace(lr=2e-4).lr == 2e-4 and c.lr == 1e-4
+    assert c.replace(lr=2e-4).lr == 2e-4 and c.lr == 3e-4
     with pytest.raises(ConfigError, match="lr=-1"):
         c.replace(lr=-1.0)
 
@@ -187,7 +192,7 @@ def test_crop_that_leaves_too_few_rows_is_refused() -> None:
 def test_stack_model_needs_two_conv_layers() -> None:
     assert Config(model="gru", conv_channels=(16,)).conv_channels == (16,)
     with pytest.raises(ConfigError, match="conv_channels.*'stack'"):
-        Config(model="stack", conv_channels=(16,))
+        Config(model="stack", conv_channels=(16,), stack_widen_first=True)
 
 
 def test_allowed_values_at_the_edges_are_accepted() -> None:
@@ -302,3 +307,18 @@ def test_changes_from_preset_names_only_what_shapes_learning() -> None:
     changed = make_config(hidden_size=128, seed=3, max_minutes=5.0, standardize=False)
     assert changed.changes_from_preset() == {"hidden_size": 128, "standardize": False}
     assert make_config("seed", num_workers=2).changes_from_preset() == {}
+
+
+def test_relabelled_tells_a_result_by_the_preset_it_differs_least_from() -> None:
+    # A run of the default before issue 15 recorded preset "default" and these values.
+    before = make_config(envs_per_worker=1, lr=1e-4, stack_widen_first=True)
+    assert before.changes_from_preset() == {"stack_widen_first": True, "envs_per_worker": 1,
+                                            "lr": 1e-4}
+    assert before.relabelled().preset == "classic"
+    assert before.relabelled().changes_from_preset() == {}
+    assert before.replace(entropy_coef=0.003).relabelled().changes_from_preset() == {
+        "entropy_coef": 0.003}
+    # Today's default with one change stays the default; so does a tie.
+    assert make_config(hidden_size=128).relabelled().preset == "default"
+    assert make_config("seed", num_workers=2).relabelled().preset == "seed"
+    assert make_config("classic").relabelled() == make_config("classic")

@@ -85,18 +85,20 @@ def test_default_preset_layer_widths() -> None:
     stack = build_model(make_config(model="stack"), ACTIONS)
     assert [c.out_channels for c in _convs(gru)] == [16, 32, 32, 32]
     assert _convs(gru)[0].in_channels == 1 and _convs(stack)[0].in_channels == 4
-    assert [c.out_channels for c in _convs(stack)] == [32, 32, 32, 32]
+    assert [c.out_channels for c in _convs(stack)] == [16, 32, 32, 32]  # not widened
     assert gru.feature_size == 32 * 3 * 3  # 42 -> 21 -> 11 -> 6 -> 3
 
 
-def test_the_stack_model_can_keep_conv_channels_as_given() -> None:
-    narrow = build_model(make_config(model="stack", stack_widen_first=False), ACTIONS)
-    assert [c.out_channels for c in _convs(narrow)] == [16, 32, 32, 32]
-    assert _convs(narrow)[0].in_channels == 4
-    # One layer is enough then; widening needs a second layer to copy.
-    build_model(make_config(model="stack", stack_widen_first=False, conv_channels=(8,)), ACTIONS)
+def test_the_stack_model_widens_its_first_layer_as_the_seed_did() -> None:
+    wide = build_model(make_config(model="stack", stack_widen_first=True), ACTIONS)
+    assert [c.out_channels for c in _convs(wide)] == [32, 32, 32, 32]
+    assert _convs(wide)[0].in_channels == 4
+    seed = build_model(make_config("seed", model="stack"), ACTIONS)
+    assert [c.out_channels for c in _convs(seed)][:3] == [16, 16, 32]  # 12 -> 16 -> 16 -> 32
+    # Unwidened, one layer is enough; widening needs a second layer to copy.
+    build_model(make_config(model="stack", conv_channels=(8,)), ACTIONS)
     with pytest.raises(ConfigError, match="at least 2 layers"):
-        make_config(model="stack", conv_channels=(8,))
+        make_config(model="stack", conv_channels=(8,), stack_widen_first=True)
 
 
 def test_gru_state_changes_and_is_carried(pong_frame: np.ndarray) -> None:
