@@ -33,7 +33,7 @@ $(LAB_STAMP): $(STAMP)
 # Train sticky-action Pong with the default preset and the 4-frame stack model until the greedy
 # agent averages +18 over 10 games, or 90 minutes. The budget follows from the measurements
 # (README, "Time to win"; benchmarks/results/time_to_win-pong-default-stack-sticky-*.json): the
-# slowest seed measured would need about 55 minutes at the slowest emulator speed measured on a
+# slowest seed measured would need about 60 minutes at the slowest emulator speed measured on a
 # 2-core machine of this kind; 90 leaves room for a slower machine or seed.
 train: $(STAMP)
 	$(BIN)/a3c train --env pong --model stack --target-score 18 --minutes 90
