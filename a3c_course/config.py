@@ -241,7 +241,10 @@ class Config:
         results: budgets, seeds, the game and the model are left out)."""
         base = make_config(self.preset).to_dict()
         mine = self.to_dict()
-        return {k: v for k, v in mine.items() if k not in _NOT_A_VARIANT and base[k] != v}
+        # A field the model does not read changes nothing (the GRU has no widened layer).
+        unused = {"stack_widen_first"} if self.model != "stack" else set()
+        return {k: v for k, v in mine.items()
+                if k not in _NOT_A_VARIANT | unused and base[k] != v}
 
     def relabelled(self) -> Config:
         """This config under the preset it differs least from in the fields that shape

@@ -193,6 +193,13 @@ def layer_rows(preset: str, kind: str, num_actions: int = 6) -> tuple[list[tuple
     """[(label, output shape text, changed_vs_other_model)] from a real forward pass."""
     config = make_config(preset, model=kind)
     model = build_model(config, num_actions)
+    other = build_model(config.replace(model="stack" if kind == "gru" else "gru"), num_actions)
+
+    def convs(m: torch.nn.Module) -> list[tuple[int, int]]:
+        return [(c.in_channels, c.out_channels) for c in m.encoder
+                if isinstance(c, torch.nn.Conv2d)]
+
+    differs = [a != b for a, b in zip(convs(model), convs(other), strict=True)]
     x = torch.zeros(1, config.input_channels, config.frame_size, config.frame_size)
     rows = [(f"input ({config.input_channels // config.frame_channels} frame"
              f"{'s' if kind == 'stack' else ''})", "x".join(map(str, x.shape[1:])), True)]
@@ -203,7 +210,7 @@ def layer_rows(preset: str, kind: str, num_actions: int = 6) -> tuple[list[tuple
             if isinstance(layer, torch.nn.Conv2d):
                 n += 1
                 rows.append((f"conv{n} {layer.in_channels}->{layer.out_channels}, 3x3 s2, ReLU",
-                             "x".join(map(str, x.shape[1:])), n <= 2))
+                             "x".join(map(str, x.shape[1:])), differs[n - 1]))
     rows.append(("flatten", str(model.feature_size), False))
     core = (f"GRUCell {model.feature_size}->{model.hidden_size}" if kind == "gru"
             else f"Linear {model.feature_size}->{model.hidden_size}, ReLU")
@@ -239,7 +246,7 @@ def models_figure(path: Path) -> None:
                         va="center")
         name = "GRU (1 frame + GRUCell)" if kind == "gru" else "stack (4 frames)"
         ax.set_title(f"{preset} preset: {name}\n{params:,} parameters", fontsize=10)
-    fig.text(0.5, 0.035, "orange: where the two models differ (first conv layers, core). "
+    fig.text(0.5, 0.035, "orange: where a preset's two models differ (first conv layers, core). "
              "Shapes are C x H x W, from a forward pass of a3c_course.models.build_model.",
              ha="center", fontsize=8.5)
     fig.subplots_adjust(top=0.88, bottom=0.09)

@@ -311,7 +311,7 @@ def test_changes_from_preset_names_only_what_shapes_learning() -> None:
 
 def test_relabelled_tells_a_result_by_the_preset_it_differs_least_from() -> None:
     # A run of the default before issue 15 recorded preset "default" and these values.
-    before = make_config(envs_per_worker=1, lr=1e-4, stack_widen_first=True)
+    before = make_config(model="stack", envs_per_worker=1, lr=1e-4, stack_widen_first=True)
     assert before.changes_from_preset() == {"stack_widen_first": True, "envs_per_worker": 1,
                                             "lr": 1e-4}
     assert before.relabelled().preset == "classic"
@@ -322,3 +322,5 @@ def test_relabelled_tells_a_result_by_the_preset_it_differs_least_from() -> None
     assert make_config(hidden_size=128).relabelled().preset == "default"
     assert make_config("seed", num_workers=2).relabelled().preset == "seed"
     assert make_config("classic").relabelled() == make_config("classic")
+    # The GRU reads no stack_widen_first: it is no change for it.
+    assert make_config(model="gru", stack_widen_first=True).changes_from_preset() == {}
