@@ -133,9 +133,11 @@ def test_plot_draws_every_figure_from_result_files(tmp_path: Path) -> None:
     # means, then the training games' means, of each trial.
     table = proc.stdout.split("sticky: mean of the last 10 greedy games")[1]
     assert "lr_decay_steps=3000000: " in table and "+18 at 4.31 M" in table
-    w8 = next(line for line in table.splitlines()
-              if "workers=8, stack_widen_first=False, envs_per_worker=2, lr=0.0003: " in line)
+    # Told by today's presets: the trial of 8 workers of 2 games changed only those from
+    # today's default; the old default's runs read as the classic preset.
+    w8 = next(line for line in table.splitlines() if "workers=8, envs_per_worker=2: " in line)
     assert "| +1.2 / +10.6 / - / -;" in w8, w8
+    assert "stack, seed 2, the classic preset as it is: " in table
 
 
 def test_emulator_measures_the_bare_game_on_each_process(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import torch
 from proc_utils import ROOT, Trainer, a3c_env, assert_all_gone, read_rows, run_a3c
 
 from a3c_course.checkpoint import load_checkpoint
-from a3c_course.config import ConfigError, make_config
+from a3c_course.config import Config, ConfigError, make_config
 from a3c_course.trainer import initial_model
 
 if os.environ.get("A3C_REQUIRE_RAY"):  # make test installs the extra: a skip would hide that
@@ -31,7 +31,7 @@ if os.environ.get("A3C_REQUIRE_RAY"):  # make test installs the extra: a skip wo
 else:
     pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]'")
 
-NUM_STEPS = 20
+STEPS_PER_UPDATE = 20 * Config().envs_per_worker  # 20 steps in each of the default's 8 games
 RAY = ("--env", "pong", "--backend", "ray", "--workers", "2")
 
 
@@ -97,7 +97,7 @@ def test_ray_run_writes_the_local_backends_run_dir(ray_run: dict[str, Any]) -> N
     progress = [r for r in rows if r["event"] == "progress"]
     assert len(progress) >= 2
     for row in progress:
-        assert row["nonfinite"] == 0 and row["updates"] * NUM_STEPS <= row["steps"]
+        assert row["nonfinite"] == 0 and row["updates"] * STEPS_PER_UPDATE <= row["steps"]
     episodes = [r for r in rows if r["event"] == "episode"]
     assert episodes and {r["worker"] for r in episodes} <= {0, 1}
     assert all(-21 <= r["episode_return"] <= 21 for r in episodes)
@@ -108,7 +108,8 @@ def test_ray_run_writes_the_local_backends_run_dir(ray_run: dict[str, Any]) -> N
     assert counters["steps"] == rows[-1]["steps"] == summary["steps"] > 0
     assert counters["metrics_rows"] == len(rows)
     # The server counts a worker's steps with the push that carries their gradient.
-    assert counters["steps"] == NUM_STEPS * counters["updates"] and counters["nonfinite"] == 0
+    assert counters["steps"] == STEPS_PER_UPDATE * counters["updates"]
+    assert counters["nonfinite"] == 0
     adam_steps = {float(s["step"]) for s in checkpoint.optimizer_state["state"].values()}
     assert adam_steps == {float(counters["updates"])}  # one server, no lost Adam step
 

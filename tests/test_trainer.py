@@ -19,7 +19,8 @@ from a3c_course.config import Config, make_config
 from a3c_course.shared_adam import moment_bound
 from a3c_course.trainer import initial_model, weights_digest
 
-NUM_STEPS = 20  # the default rollout length: one update per 20 agent steps
+NUM_STEPS = 20  # the default rollout length
+GAMES = Config().envs_per_worker  # the default's games per worker: one update per 20 x 8 steps
 
 
 def _run(run_dir: Path, *args: str, timeout: float) -> tuple[dict[str, Any], Trainer]:
@@ -79,7 +80,7 @@ def test_pong_run_writes_config_metrics_and_checkpoint(
     assert progress, "18 s of training wrote no progress row (one every 10 s)"
     for row in progress:
         assert row["nonfinite"] == 0 and row["steps_per_s"] >= 0
-        assert row["updates"] * NUM_STEPS <= row["steps"]
+        assert row["updates"] * NUM_STEPS * GAMES <= row["steps"]
     # The learning diagnostics: means over the updates since the previous row.
     learning = [r for r in progress if r["entropy"] is not None]
     assert learning, progress
@@ -97,7 +98,8 @@ def test_pong_run_writes_config_metrics_and_checkpoint(
     assert counters["metrics_rows"] == len(rows)
     # Every finished rollout was one update of the shared model (a rollout may be cut short).
     assert counters["updates"] > 0 and counters["nonfinite"] == 0
-    assert 0 <= counters["steps"] - NUM_STEPS * counters["updates"] <= NUM_STEPS * 2
+    rollout = NUM_STEPS * GAMES
+    assert 0 <= counters["steps"] - rollout * counters["updates"] <= rollout * 2
     assert checkpoint.optimizer_state is not None
     adam_steps = [float(s["step"]) for s in checkpoint.optimizer_state["state"].values()]
     assert 0 < min(adam_steps) <= counters["updates"]  # Hogwild may lose a racing increment
