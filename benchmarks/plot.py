@@ -103,12 +103,12 @@ def plot_scores(runs: list[tuple[Path, dict[str, Any]]], out: Path, sources: str
 def comparison_runs(runs: list[tuple[Path, dict[str, Any]]], protocol: str = "deterministic"
                     ) -> tuple[str, list[tuple[Path, dict[str, Any]]]]:
     """The GRU-vs-stack runs: one preset with nothing changed but model and seed. Today's
-    default once it has runs of both models, else the first preset that has (`classic`, the
-    default of before issue 15); returns the preset and its runs."""
+    default once it has two runs or more of each model, else the first preset that has
+    (`classic`, the default of before issue 15); returns the preset and its runs."""
     as_is = [(path, r) for path, r in runs if r["protocol"] == protocol and not _overrides(r)]
     for preset in ("default", "classic", "seed"):
         pairs = [(path, r) for path, r in as_is if _preset(r) == preset]
-        if {r["model"] for _, r in pairs} == {"gru", "stack"}:
+        if all(sum(r["model"] == m for _, r in pairs) >= 2 for m in ("gru", "stack")):
             return preset, pairs
     return "default", []
 
