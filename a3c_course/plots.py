@@ -221,6 +221,20 @@ def settings_of(result: dict[str, Any]) -> tuple[str, str]:
     return config.preset, ", ".join(f"{k}={v}" for k, v in changes.items())
 
 
+def gru_vs_stack_runs(results: list[dict[str, Any]], protocol: str = "deterministic"
+                      ) -> tuple[str, list[dict[str, Any]]]:
+    """The GRU-vs-stack comparison: the runs of one preset as is (nothing changed but model
+    and seed, :func:`settings_of`). Today's default once it has 2 runs or more of each model,
+    else the first preset that has (`classic`, the default before issue 15); returns the
+    preset and its runs, or ("default", []) when none has."""
+    as_is = [r for r in results if r["protocol"] == protocol and not settings_of(r)[1]]
+    for preset in ("default", "classic", "seed"):
+        runs = [r for r in as_is if settings_of(r)[0] == preset]
+        if all(sum(r["model"] == m for r in runs) >= 2 for m in ("gru", "stack")):
+            return preset, runs
+    return "default", []
+
+
 # Rows of the grid: each preset as is (today's default first), then everything else.
 _GROUP_ORDER = ("default", "classic", "seed")
 

@@ -39,6 +39,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from a3c_course.plots import (  # noqa: E402
+    gru_vs_stack_runs,
     plot_time_to_win,
     plot_time_to_win_grid,
     settings_of,
@@ -102,15 +103,9 @@ def plot_scores(runs: list[tuple[Path, dict[str, Any]]], out: Path, sources: str
 
 def comparison_runs(runs: list[tuple[Path, dict[str, Any]]], protocol: str = "deterministic"
                     ) -> tuple[str, list[tuple[Path, dict[str, Any]]]]:
-    """The GRU-vs-stack runs: one preset with nothing changed but model and seed. Today's
-    default once it has two runs or more of each model, else the first preset that has
-    (`classic`, the default of before issue 15); returns the preset and its runs."""
-    as_is = [(path, r) for path, r in runs if r["protocol"] == protocol and not _overrides(r)]
-    for preset in ("default", "classic", "seed"):
-        pairs = [(path, r) for path, r in as_is if _preset(r) == preset]
-        if all(sum(r["model"] == m for _, r in pairs) >= 2 for m in ("gru", "stack")):
-            return preset, pairs
-    return "default", []
+    """The GRU-vs-stack runs (a3c_course.plots.gru_vs_stack_runs), with their paths."""
+    preset, chosen = gru_vs_stack_runs([r for _, r in runs], protocol)
+    return preset, [(path, r) for path, r in runs if any(r is c for c in chosen)]
 
 
 def plot_gru_vs_stack(runs: list[tuple[Path, dict[str, Any]]], out: Path, sources: str) -> Path:

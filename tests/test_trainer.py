@@ -190,8 +190,7 @@ def test_cartpole_reaches_the_target(tmp_path: Path) -> None:
     assert all(0 < r <= 500 for r in confirm[-1]["eval_returns"])
     # The workers wait while the evaluator confirms: at most the rollout each had under way
     # (2 workers x 20 steps x their games), where thousands of steps would pass without it.
-    games = Config().envs_per_worker
-    assert all(r["worker_steps_during"] <= 2 * 20 * games for r in confirm), confirm
+    assert all(r["worker_steps_during"] <= 2 * NUM_STEPS * GAMES for r in confirm), confirm
     assert rows[-1]["event"] == "stop" and rows[-1]["reason"] == "target"
     episodes = [r for r in rows if r["event"] == "episode"]
     assert episodes and {r["worker"] for r in episodes} == {0, 1}
