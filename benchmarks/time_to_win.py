@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None, help="run name (default: game-preset-model-"
                    "protocol[-tag]-sSEED); with --summarise: the directory's name")
     p.add_argument("--runs-dir", type=Path, default=common.REPO / "benchmarks" / "runs")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run and its result file")
     p.add_argument("--out", type=Path, default=None,
                    help="output directory (default: benchmarks/results)")
     args = p.parse_args(argv)
@@ -262,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.name and len(args.seed) > 1:
             name = f"{args.name}-s{seed}"
         run_dir = args.runs_dir / name
+        if (out_dir / f"time_to_win-{name}.json").exists() and not args.overwrite:
+            # A committed result is a measurement: a new run must not replace it unasked.
+            print(f"time_to_win: {out_dir / f'time_to_win-{name}.json'} exists: pass --overwrite "
+                  "to replace it, or --tag/--name to name this run apart", file=sys.stderr)
+            return 2
         train = ["train", "--env", args.env, "--preset", args.preset, "--model", args.model,
                  "--seed", str(seed),
                  "--repeat-action-probability", f"{args.repeat_action_probability:g}",

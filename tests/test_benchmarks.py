@@ -57,6 +57,14 @@ def test_time_to_win_runs_and_summarises_a_short_run(tmp_path: Path) -> None:
     assert again["end_steps"] == result["end_steps"]
     # The emulator speed measured before the run is kept in the run directory.
     assert again["emulator_steps_per_s"] == result["emulator_steps_per_s"]
+    # A second run under the same name is refused before it starts: the result stays.
+    before = (out / "time_to_win-cp.json").read_bytes()
+    env = {**os.environ, "A3C_TEST_MODE": "1"}
+    refused = subprocess.run([sys.executable, str(BENCH / "time_to_win.py"), "--env", "CartPole-v1",
+                              "--runs-dir", str(runs), "--out", str(out), "--name", "cp"],
+                             capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr
+    assert (out / "time_to_win-cp.json").read_bytes() == before
 
 
 def test_entropy_curve_averages_the_progress_rows_of_each_stretch(
