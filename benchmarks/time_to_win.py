@@ -222,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None, help="run name (default: game-preset-model-"
                    "protocol[-tag]-sSEED); with --summarise: the directory's name")
     p.add_argument("--runs-dir", type=Path, default=common.REPO / "benchmarks" / "runs")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run and its result file")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run and its result file")
     p.add_argument("--out", type=Path, default=None,
                    help="output directory (default: benchmarks/results)")
     args = p.parse_args(argv)
