@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from .results import compare_models, settings_of
+
 
 def curve(rows: Iterable[dict[str, Any]], event: str = "eval", value: str = "eval_return"
           ) -> dict[str, np.ndarray]:
@@ -210,31 +212,6 @@ def time_to_win_key(color: str = "0.3", eval_episodes: int = 10) -> list:
     ]
 
 
-def settings_of(result: dict[str, Any]) -> tuple[str, str]:
-    """(preset, changes) of a result as told today: the preset its settings differ least
-    from (:meth:`Config.relabelled`: a run of the default before issue 15 is a `classic` run)
-    and the learning fields changed from it, e.g. ``("default", "entropy_coef=0.003")``."""
-    from .config import Config
-
-    config = Config.from_dict(result["config"]).relabelled()
-    changes = config.changes_from_preset()
-    return config.preset, ", ".join(f"{k}={v}" for k, v in changes.items())
-
-
-def gru_vs_stack_runs(results: list[dict[str, Any]], protocol: str = "deterministic"
-                      ) -> tuple[str, list[dict[str, Any]]]:
-    """The GRU-vs-stack comparison: the runs of one preset as is (nothing changed but model
-    and seed, :func:`settings_of`). Today's default once it has 2 runs or more of each model,
-    else the first preset that has (`classic`, the default before issue 15); returns the
-    preset and its runs, or ("default", []) when none has."""
-    as_is = [r for r in results if r["protocol"] == protocol and not settings_of(r)[1]]
-    for preset in ("default", "classic", "seed"):
-        runs = [r for r in as_is if settings_of(r)[0] == preset]
-        if all(sum(r["model"] == m for r in runs) >= 2 for m in ("gru", "stack")):
-            return preset, runs
-    return "default", []
-
-
 # Rows of the grid: each preset as is (today's default first), then everything else.
 _GROUP_ORDER = ("default", "classic", "seed")
 
@@ -330,4 +307,68 @@ def plot_time_to_win_grid(results: list[dict[str, Any]], ncols: int | None = Non
         fig.legend(handles=key, loc="lower center", ncol=3, fontsize=7.5, frameon=False,
                    bbox_to_anchor=(0.5, bottom))
         fig.tight_layout(rect=(0, bottom + below, 1, top))
+    return fig
+
+
+def plot_gru_vs_stack(runs_by_protocol: dict[str, list[dict[str, Any]]],
+                      title: str | None = None):
+    """GRU against stack, one row per protocol (e.g. ``{"deterministic": [...], "sticky":
+    [...]}``, time_to_win results of one preset): every run's greedy games and confirmed means
+    against agent steps (colour = model, line style = seed), then each run's agent steps and
+    minutes to the target as points, one line per model, a hollow triangle where a run never
+    met it (drawn where it ended). Above each strip: the :func:`compare_models` verdict on
+    that clock. Returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    colours = {"gru": "tab:blue", "stack": "tab:orange"}
+    styles = ["-", "--", ":", "-."]
+    rows = [(p, runs) for p, runs in runs_by_protocol.items() if runs]
+    fig, axes = plt.subplots(len(rows), 3, squeeze=False, figsize=(14, 3.9 * len(rows) + 0.8),
+                             gridspec_kw={"width_ratios": [2.3, 1, 1]})
+    seeds = sorted({r["seed"] for _, runs in rows for r in runs})  # one line style a seed
+    for (protocol, runs), (curves_ax, *strips) in zip(rows, axes, strict=True):
+        for r in sorted(runs, key=lambda r: (r["model"], r["seed"])):
+            plot_time_to_win(r, curves_ax, "steps", color=colours[r["model"]],
+                             linestyle=styles[seeds.index(r["seed"]) % len(styles)])
+        target = runs[0]["target_score"]
+        curves_ax.axhline(target, color="black", lw=1, ls=":")
+        curves_ax.set_ylim(-22.5, 22.5)
+        curves_ax.set_title(f"{protocol} Pong: greedy games (light), confirmed means of 10 "
+                            "(markers)", fontsize=9)
+        for ax, clock in zip(strips, ("steps", "minutes"), strict=True):
+            verdict = compare_models(runs, clock)
+            for y, model in enumerate(("gru", "stack")):
+                for t in verdict.runs[model]:
+                    x = t.value(clock) / (1e6 if clock == "steps" else 1)
+                    ax.plot(x, y, "*" if t.reached else ">", ms=13 if t.reached else 9,
+                            color=colours[model] if t.reached else "white",
+                            markeredgecolor=colours[model] if not t.reached else "black",
+                            mew=1.5 if not t.reached else 0.6)
+                    ax.annotate(f"s{t.seed}", (x, y), textcoords="offset points",
+                                xytext=(0, 9), ha="center", fontsize=7)
+            ax.set_yticks([0, 1], ["gru", "stack"])
+            ax.set_ylim(-0.6, 1.6)
+            ax.set_xlim(left=0)
+            ax.grid(alpha=0.3, axis="x")
+            ax.set_xlabel("agent steps to +18 (millions)" if clock == "steps"
+                          else "minutes to +18 (2 cores)")
+            ahead = (f"{verdict.faster} ahead in all {verdict.pairings} pairings"
+                     if verdict.faster else "no clear difference: ahead in "
+                     + ", ".join(f"{m} {verdict.ahead[m]}" for m in ("gru", "stack"))
+                     + f" of {verdict.pairings}")
+            ax.set_title(f"{ahead}\n(p = {verdict.p_value:.2f}, "
+                         f"{'/'.join(str(len(verdict.runs[m])) for m in ('gru', 'stack'))} "
+                         "seeds)", fontsize=8.5)
+    key = [Line2D([], [], color=c, lw=2, label=f"{m} model") for m, c in colours.items()]
+    key += [Line2D([], [], color="0.3", ls=s, label=f"seed {seed}")
+            for seed, s in zip(seeds, styles, strict=False)]
+    key += [Line2D([], [], ls="", marker="*", ms=12, color="0.5", markeredgecolor="black",
+                   label="the confirmation that met the target"),
+            Line2D([], [], ls="", marker=">", ms=8, color="white", markeredgecolor="0.3",
+                   mew=1.5, label="never met it: where the run ended")]
+    fig.legend(handles=key, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.6 / fig.get_figheight() + 0.02, 1, 1))
     return fig

@@ -9,9 +9,10 @@ Reads benchmarks/results/*.json and draws
   ratio trainer/limit (the envs-per-worker sweep apart);
 - images/envs_per_worker.png: the sweep throughput-<preset>-<model>-k<K>: trainer steps/s and
   the emulator ratio against games per worker;
-- images/gru_vs_stack.png: the seed's question, GRU against 4-frame stack: the runs of the
-  default preset as is (deterministic Pong), drawn the same way against minutes and against
-  agent steps.
+- images/gru_vs_stack.png: the seed's question, GRU against 4-frame stack: the runs of one
+  preset as is (today's default once it has them), deterministic and sticky-action Pong, each
+  run's curve against agent steps and its steps and minutes to +18, with the verdict on each
+  clock (a3c_course.results.compare_models), which is also printed.
 - images/tuning.png: issue 15's learning trials (benchmarks/results/tuning/time_to_win-*.json)
   against agent steps, as the running mean of 10 single greedy games, beside the default
   preset's sticky-action runs as they are.
@@ -36,16 +37,17 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
 
 from a3c_course.plots import (  # noqa: E402
-    gru_vs_stack_runs,
-    plot_time_to_win,
+    plot_gru_vs_stack,
     plot_time_to_win_grid,
-    settings_of,
     time_to_win_curves,
-    time_to_win_key,
-    time_to_win_outcome,
+)
+from a3c_course.results import (  # noqa: E402
+    CLOCKS,
+    compare_models,
+    gru_vs_stack_runs,
+    settings_of,
 )
 
 # From ../shared/anchors.md (deterministic Pong, 2 cores): the public PyTorch A3C.
@@ -97,50 +99,6 @@ def plot_scores(runs: list[tuple[Path, dict[str, Any]]], out: Path, sources: str
               f"+18 after {ANCHOR_MINUTES:g} min)")
     footer(fig, sources)
     fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
-
-
-def comparison_runs(runs: list[tuple[Path, dict[str, Any]]], protocol: str = "deterministic"
-                    ) -> tuple[str, list[tuple[Path, dict[str, Any]]]]:
-    """The GRU-vs-stack runs (a3c_course.plots.gru_vs_stack_runs), with their paths."""
-    preset, chosen = gru_vs_stack_runs([r for _, r in runs], protocol)
-    return preset, [(path, r) for path, r in runs if any(r is c for c in chosen)]
-
-
-def plot_gru_vs_stack(runs: list[tuple[Path, dict[str, Any]]], out: Path, sources: str) -> Path:
-    """Two panels, score against minutes and against agent steps; colour = model, line
-    style = seed; confirmed means as markers, single greedy games lighter."""
-    colours = {"gru": "tab:blue", "stack": "tab:orange"}
-    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.6), sharey=True)
-    ordered = sorted((r for _, r in runs), key=lambda r: (r["model"], r["seed"]))
-    handles = []
-    for r in ordered:
-        seeds = sorted({q["seed"] for q in ordered if q["model"] == r["model"]})
-        style = ["-", "--", ":", "-."][seeds.index(r["seed"]) % 4]
-        label = f"{r['model']} seed {r['seed']}: " + time_to_win_outcome(r).split("; ")[0]
-        if r["reached"] and r["minutes"] - r["minutes_at_weights"] > 1:  # a slow confirmation
-            label += f"\n(its weights of {r['minutes_at_weights']:.1f} min: confirmed without "\
-                     "pausing the workers)"
-        for ax, x in zip(axes, ("minutes", "steps"), strict=True):
-            plot_time_to_win(r, ax, x, color=colours[r["model"]], linestyle=style)
-        handles.append(Line2D([], [], color=colours[r["model"]], ls=style, lw=1.5,
-                              marker="*", ms=11, markeredgecolor="black", label=label))
-    target = ordered[0]["target_score"]
-    for ax in axes:
-        ax.axhline(target, color="black", lw=1, ls=":")
-        ax.set_ylim(-22.5, 22.5)
-    axes[1].set_ylabel("")
-    per_model = {m: sum(r["model"] == m for r in ordered) for m in colours}
-    fig.legend(handles=handles + time_to_win_key()[0:3:2], loc="lower center", ncol=3,
-               fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.05))
-    preset = _preset(runs[0][1])
-    fig.suptitle("GRU (1 frame + GRUCell) against a 4-frame stack: deterministic Pong, "
-                 f"{preset} preset, 2 cores; seeds per model: "
-                 + ", ".join(f"{m} {n}" for m, n in per_model.items()), fontsize=10)
-    fig.tight_layout(rect=(0, 0.2, 1, 1))
-    footer(fig, sources)
-    fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
 
@@ -363,13 +321,28 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"no time_to_win results for {args.env} in {args.results}", file=sys.stderr)
 
-    preset, pairs = comparison_runs([(p, r) for p, r in runs if r["env"] == "ALE/Pong-v5"])
-    if pairs:
-        path = plot_gru_vs_stack(pairs, args.out / "gru_vs_stack.png",
-                                 f"{shown}/time_to_win-*.json ({preset} preset, deterministic)")
-        print(f"{len(pairs)} runs -> {path}")
+    pong = [r for _, r in runs if r["env"] == "ALE/Pong-v5"]
+    chosen = {protocol: gru_vs_stack_runs(pong, protocol)
+              for protocol in ("deterministic", "sticky")}
+    compared = {protocol: chosen_runs for protocol, (_, chosen_runs) in chosen.items()
+                if chosen_runs}
+    if compared:
+        presets = " and ".join(sorted({chosen[protocol][0] for protocol in compared}))
+        fig = plot_gru_vs_stack(compared, title=(
+            "GRU (1 frame + GRUCell) against a 4-frame stack, Pong to a confirmed +18, "
+            f"{presets} preset as is, 2 workers on 2 cores"))
+        footer(fig, f"{shown}/time_to_win-*.json (a3c_course.results.gru_vs_stack_runs)")
+        path = args.out / "gru_vs_stack.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        print(f"{sum(map(len, compared.values()))} runs -> {path}")
+        # The verdicts the README quotes, from the same runs.
+        for protocol, chosen_runs in compared.items():
+            for clock in CLOCKS:
+                print(f"GRU vs stack, {protocol} Pong, {chosen[protocol][0]} preset: "
+                      + compare_models(chosen_runs, clock).text)
     else:
-        print("gru_vs_stack.png needs deterministic default-preset runs of both models",
+        print("gru_vs_stack.png needs 2 runs of each model of one preset as is",
               file=sys.stderr)
 
     rates = [(p, r) for p, r in load(args.results, "throughput") if not is_envs_sweep(p)]
