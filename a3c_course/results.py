@@ -111,9 +111,12 @@ class Verdict:
                     f"run with a stack run: {n}; an ordering this one-sided comes from "
                     f"shuffled labels {self.p_value:.0%} of the time ({chance}).")
         lead = max(MODELS, key=lambda m: self.ahead[m])
+        other = next(m for m in MODELS if m != lead)
+        undecided = self.pairings - self.ahead[lead] - self.ahead[other]
         return (f"**No clear difference on {unit}**: {lead} was ahead in "
-                f"{self.ahead[lead]} of {self.pairings} pairings, the other in "
-                f"{self.ahead[[m for m in MODELS if m != lead][0]]}; {n} ({chance}).")
+                f"{self.ahead[lead]} of {self.pairings} pairings, {other} in "
+                f"{self.ahead[other]}" + (f", {undecided} undecided" if undecided else "")
+                + f"; {n} ({chance}).")
 
 
 def compare_models(results: list[dict[str, Any]], clock: str) -> Verdict:
