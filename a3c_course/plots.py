@@ -340,7 +340,7 @@ def plot_gru_vs_stack(runs_by_protocol: dict[str, list[dict[str, Any]]],
             verdict = compare_models(runs, clock)
             for y, model in enumerate(("gru", "stack")):
                 for t in verdict.runs[model]:
-                    x = t.value(clock) / (1e6 if clock == "steps" else 1)
+                    x = t.value(clock) / (1e6 if clock == "steps" else 1)  # M steps
                     ax.plot(x, y, "*" if t.reached else ">", ms=13 if t.reached else 9,
                             color=colours[model] if t.reached else "white",
                             markeredgecolor=colours[model] if not t.reached else "black",
@@ -349,17 +349,21 @@ def plot_gru_vs_stack(runs_by_protocol: dict[str, list[dict[str, Any]]],
                                 xytext=(0, 9), ha="center", fontsize=7)
             ax.set_yticks([0, 1], ["gru", "stack"])
             ax.set_ylim(-0.6, 1.6)
-            ax.set_xlim(left=0)
+            scale = 1e6 if clock == "steps" else 1
+            ax.set_xlim(0, max(t.value(clock) for runs_of in verdict.runs.values()
+                               for t in runs_of) / scale * 1.1)
             ax.grid(alpha=0.3, axis="x")
             ax.set_xlabel("agent steps to +18 (millions)" if clock == "steps"
                           else "minutes to +18 (2 cores)")
-            ahead = (f"{verdict.faster} ahead in all {verdict.pairings} pairings"
-                     if verdict.faster else "no clear difference: ahead in "
-                     + ", ".join(f"{m} {verdict.ahead[m]}" for m in ("gru", "stack"))
-                     + f" of {verdict.pairings}")
-            ax.set_title(f"{ahead}\n(p = {verdict.p_value:.2f}, "
-                         f"{'/'.join(str(len(verdict.runs[m])) for m in ('gru', 'stack'))} "
-                         "seeds)", fontsize=8.5)
+            lead = max(("gru", "stack"), key=lambda m: verdict.ahead[m])
+            other = "stack" if lead == "gru" else "gru"
+            verdict_line = (f"{verdict.faster} ahead in all {verdict.pairings} pairings"
+                            if verdict.faster else
+                            f"no clear difference:\n{lead} ahead in {verdict.ahead[lead]} of "
+                            f"{verdict.pairings} pairings, {other} in {verdict.ahead[other]}")
+            seeds_line = "/".join(str(len(verdict.runs[m])) for m in ("gru", "stack"))
+            ax.set_title(f"{verdict_line}\n(p = {verdict.p_value:.2f}; gru/stack seeds "
+                         f"{seeds_line})", fontsize=8.5)
     key = [Line2D([], [], color=c, lw=2, label=f"{m} model") for m, c in colours.items()]
     key += [Line2D([], [], color="0.3", ls=s, label=f"seed {seed}")
             for seed, s in zip(seeds, styles, strict=False)]

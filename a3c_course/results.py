@@ -116,7 +116,8 @@ class Verdict:
         return (f"**No clear difference on {unit}**: {lead} was ahead in "
                 f"{self.ahead[lead]} of {self.pairings} pairings, {other} in "
                 f"{self.ahead[other]}" + (f", {undecided} undecided" if undecided else "")
-                + f"; {n} ({chance}).")
+                + f"; {n}; an ordering at least this one-sided comes from shuffled labels "
+                f"{self.p_value:.0%} of the time ({chance}).")
 
 
 def compare_models(results: list[dict[str, Any]], clock: str) -> Verdict:
