@@ -339,14 +339,17 @@ def plot_gru_vs_stack(runs_by_protocol: dict[str, list[dict[str, Any]]],
         for ax, clock in zip(strips, ("steps", "minutes"), strict=True):
             verdict = compare_models(runs, clock)
             for y, model in enumerate(("gru", "stack")):
-                for t in verdict.runs[model]:
+                # Seed labels above and below in turn (by x), so close runs stay readable.
+                by_x = sorted(verdict.runs[model], key=lambda t: t.value(clock))
+                for rank, t in enumerate(by_x):
                     x = t.value(clock) / (1e6 if clock == "steps" else 1)  # M steps
                     ax.plot(x, y, "*" if t.reached else ">", ms=13 if t.reached else 9,
                             color=colours[model] if t.reached else "white",
                             markeredgecolor=colours[model] if not t.reached else "black",
                             mew=1.5 if not t.reached else 0.6)
                     ax.annotate(f"s{t.seed}", (x, y), textcoords="offset points",
-                                xytext=(0, 9), ha="center", fontsize=7)
+                                xytext=(0, 9 if rank % 2 == 0 else -14), ha="center",
+                                fontsize=7)
             ax.set_yticks([0, 1], ["gru", "stack"])
             ax.set_ylim(-0.6, 1.6)
             scale = 1e6 if clock == "steps" else 1
