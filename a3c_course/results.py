@@ -103,7 +103,6 @@ class Verdict:
             seeds = f"{len(runs)} seed{'s' * (len(runs) > 1)}"
             return f"{model} {span} (median {fmt(statistics.median(values))}, {seeds}{tail})"
 
-
         n = " against ".join(spread(m) for m in MODELS)
         chance = f"p = {self.p_value:.2f}, exact permutation test"
         if self.faster:
