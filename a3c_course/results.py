@@ -61,6 +61,7 @@ class TimeToTarget:
                    result["minutes"] if reached else result["end_minutes"])
 
     def value(self, clock: str) -> float:
+        """This run's time on `clock` ("steps" or "minutes", see `CLOCKS`)."""
         return float(self.steps if clock == "steps" else self.minutes)
 
 
