@@ -1,9 +1,9 @@
 """The emulator's own speed: agent steps/s of N processes stepping only the bare ALE game.
 
-Machines differ (the same kind has measured 2,577 and 4,848 agent steps/s per core on different
-days), so every speed and every "minutes to win" in the result files is recorded beside this
-number. ``throughput.py`` divides the trainer's steps/s by it (the emulator ratio) and
-``time_to_win.py`` measures it before each run. On its own:
+Machines differ (the committed results of one 2-core machine kind hold 1,829 to 4,367 agent
+steps/s per core, on different days), so every speed and every "minutes to win" in the result
+files is recorded beside this number. ``throughput.py`` divides the trainer's steps/s by it
+(the emulator ratio) and ``time_to_win.py`` measures it before each run. On its own:
 
     python benchmarks/emulator.py --model stack --seconds 20
 
