@@ -81,7 +81,8 @@ lint: $(STAMP)
 # Re-execute every notebook in place (full budgets), so the committed outputs are fresh.
 notebooks: $(STAMP)
 	for nb in notebooks/[0-9]*.ipynb; do \
-	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 $$nb || exit 1; \
+	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 \
+	    --ExecutePreprocessor.record_timing=False $$nb || exit 1; \
 	done
 
 # Redraw the figures in images/ from real frames and committed results.

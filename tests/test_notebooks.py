@@ -61,3 +61,11 @@ def test_no_progress_bar_widget_is_committed(notebook: tuple[Path, dict]) -> Non
     path, nb = notebook
     state = json.dumps(nb.get("metadata", {}).get("widgets", {}))
     assert "ProgressModel" not in state, f"{path.name} saved a progress bar"
+
+
+def test_no_execution_timestamps_are_committed(notebook: tuple[Path, dict]) -> None:
+    """Per-cell run times change on every execution and would make each re-run a diff of every
+    cell (`make notebooks` executes with record_timing off)."""
+    path, nb = notebook
+    timed = [i for i, c in enumerate(nb["cells"]) if c.get("metadata", {}).get("execution")]
+    assert not timed, f"{path.name}: cells {timed} carry execution timestamps"
