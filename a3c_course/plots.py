@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .results import compare_models, settings_of
+
+if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def curve(rows: Iterable[dict[str, Any]], event: str = "eval", value: str = "eval_return"
@@ -31,8 +35,9 @@ def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[idx] - sums[lo]) / (idx - lo)
 
 
-def plot_learning_curve(rows: list[dict[str, Any]], ax=None, x: str = "minutes",
-                        label: str | None = None, window: int = 10, color: str | None = None):
+def plot_learning_curve(rows: list[dict[str, Any]], ax: Axes | None = None, x: str = "minutes",
+                        label: str | None = None, window: int = 10, color: str | None = None
+                        ) -> Axes:
     """Greedy evaluation scores (dots) and the training episodes' rolling mean (line).
 
     `x` is ``"minutes"`` (wall clock) or ``"steps"`` (agent steps, summed over workers).
@@ -66,10 +71,11 @@ DIAGNOSTICS = (("entropy", "policy entropy (nats per step)"),
                ("grad_norm", "gradient norm (before clipping)"))
 
 
-def plot_diagnostics(rows: list[dict[str, Any]], axes=None, x: str = "minutes",
-                     label: str | None = None):
+def plot_diagnostics(rows: list[dict[str, Any]], axes: Sequence[Axes] | None = None,
+                     x: str = "minutes", label: str | None = None) -> Sequence[Axes]:
     """The learning diagnostics of the `progress` rows: entropy, value loss, policy loss and
-    the gradient's norm, one panel each (rows written before any update are skipped)."""
+    the gradient's norm, one panel each (rows written before any update are skipped).
+    `axes` is a row of 4 panels (as ``plt.subplots(1, 4)`` gives); returns the panels."""
     import matplotlib.pyplot as plt
 
     if x not in ("minutes", "steps"):
@@ -142,9 +148,9 @@ def time_to_win_outcome(result: dict[str, Any]) -> str:
     return f"not won after {result['end_minutes']:.0f} min ({how}); {best_text}; {budget}"
 
 
-def plot_time_to_win(result: dict[str, Any], ax=None, x: str = "minutes",
+def plot_time_to_win(result: dict[str, Any], ax: Axes | None = None, x: str = "minutes",
                      color: str | None = None, label: str | None = None,
-                     running_mean: bool | None = None, linestyle: str = "-"):
+                     running_mean: bool | None = None, linestyle: str = "-") -> Axes:
     """One time_to_win result on `ax`: its single greedy games light, its confirmed means
     (the quantity a target is defined on) as markers on a step line, a star on the
     confirmation that met the target, an x where a run that missed it ended.
@@ -222,8 +228,9 @@ def _group_of(result: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def plot_time_to_win_grid(results: list[dict[str, Any]], ncols: int | None = None,
-                          goals: dict[str, float] | None = None, panel_size=(3.4, 3.0),
-                          bottom: float = 0.0, title: str | None = None):
+                          goals: dict[str, float] | None = None,
+                          panel_size: tuple[float, float] = (3.4, 3.0), bottom: float = 0.0,
+                          title: str | None = None) -> Figure:
     """Small multiples, one panel per time_to_win result (each with
     :func:`plot_time_to_win`), so every run shows at a glance whether its confirmed mean
     reached the target. One row (or more) per group: game, protocol, and each preset as is
@@ -311,7 +318,7 @@ def plot_time_to_win_grid(results: list[dict[str, Any]], ncols: int | None = Non
 
 
 def plot_gru_vs_stack(runs_by_protocol: dict[str, list[dict[str, Any]]],
-                      title: str | None = None):
+                      title: str | None = None) -> Figure:
     """GRU against stack, one row per protocol (e.g. ``{"deterministic": [...], "sticky":
     [...]}``, time_to_win results of one preset): every run's greedy games and confirmed means
     against agent steps (colour = model, line style = seed), then each run's agent steps and

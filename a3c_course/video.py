@@ -47,7 +47,7 @@ def record_video(model: ActorCritic, config: Config, path: str | Path, seed: int
     with imageio.get_writer(path, fps=fps, codec="libx264", pixelformat="yuv420p",
                             macro_block_size=1, quality=6) as writer:
 
-        def on_frame(frame):
+        def on_frame(frame: np.ndarray) -> None:
             nonlocal written
             if max_frames is None or written < max_frames:
                 if strip is not None and written % STRIP_KEEP_EVERY == 0:
