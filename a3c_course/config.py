@@ -60,6 +60,9 @@ class Config:
     """ALE frames per agent step (the action repeats)"""
     repeat_action_probability: float = 0.25
     """sticky actions: ALE v5's 0.25 is the modern protocol, 0.0 is deterministic"""
+    max_pool_frames: bool = False
+    """observe the pixel-wise max of each step's last two frames (DQN's fix for objects drawn
+    on alternate frames only, such as SpaceInvaders' bullets), not the last frame alone"""
     crop_top: int = 35
     """rows cut from the top of the 210-row frame (score board)"""
     crop_bottom: int = 15
@@ -155,6 +158,10 @@ class Config:
         _allowed("preset", self.preset, tuple(PRESETS))
         _between("frame_skip", self.frame_skip, 1, 64)
         _between("repeat_action_probability", self.repeat_action_probability, 0.0, 1.0)
+        if self.max_pool_frames and (self.frame_skip < 2 or not is_atari(self.env_id)):
+            raise ConfigError(
+                f"max_pool_frames=True with env={self.env!r}, frame_skip={self.frame_skip}: "
+                "allowed only for an Atari game with frame_skip >= 2 (two frames to pool)")
         _at_least("crop_top", self.crop_top, 0)
         _at_least("crop_bottom", self.crop_bottom, 0)
         if self.crop_top + self.crop_bottom > 200:
@@ -315,7 +322,7 @@ FIELDS_ADDED_LATER: dict[str, Any] = {"standardize": False, "eval_render": False
                                       "stop_at_target": True, "confirm_pause": False,
                                       "snapshot_minutes": 0.0, "envs_per_worker": 1,
                                       "stack_widen_first": True, "lr_decay_steps": 0,
-                                      "normalize_advantages": False}
+                                      "normalize_advantages": False, "max_pool_frames": False}
 
 # ---------------------------------------------------------------------- presets
 PRESETS: dict[str, dict[str, Any]] = {

@@ -8,6 +8,7 @@ import ale_py
 import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import (
+    AtariPreprocessing,
     ClipReward,
     DtypeObservation,
     FrameStackObservation,
@@ -29,23 +30,44 @@ def make_emulator(config: Config, render_mode: str | None = None) -> gym.Env:
     the benchmarks time as the emulator's own speed); a non-Atari id is its bare env."""
     if not is_atari(config.env_id):
         return gym.make(config.env_id, render_mode=render_mode)
+    return _ale(config, config.frame_skip, render_mode)
+
+
+def _ale(config: Config, frameskip: int, render_mode: str | None) -> gym.Env:
     return gym.make(
         config.env_id,
         obs_type="grayscale" if config.grayscale else "rgb",
-        frameskip=config.frame_skip,
+        frameskip=frameskip,
         repeat_action_probability=config.repeat_action_probability,
         full_action_space=False,
         render_mode=render_mode,
     )
 
 
+def make_game(config: Config, render_mode: str | None = None) -> gym.Env:
+    """The ALE game as the agent sees it before preprocessing: :func:`make_emulator`, or with
+    `max_pool_frames` each step's last two frames pooled pixel-wise by gymnasium's
+    AtariPreprocessing (which then does the frame skip; it is told the frame's own size, so
+    it resizes nothing and the crop still sees the real rows)."""
+    if not config.max_pool_frames:
+        return make_emulator(config, render_mode)
+    # Some games draw objects on alternate frames only (SpaceInvaders' bullets): the last of
+    # every 4th frame never shows them, the max of the last two always does.
+    env = _ale(config, 1, render_mode)
+    height, width = env.observation_space.shape[:2]
+    return AtariPreprocessing(env, noop_max=0, frame_skip=config.frame_skip,
+                              screen_size=(width, height), terminal_on_life_loss=False,
+                              grayscale_obs=config.grayscale, scale_obs=False)
+
+
 def make_env(config: Config, train: bool = True, render_mode: str | None = None,
              statistics: bool = True) -> gym.Env:
     """The game of `config`, preprocessed as the config says.
 
-    Wrappers, inside out: ALE (frame skip, sticky actions) -> episode statistics (the real
-    game score, in ``info["episode"]``) -> crop/resize/scale -> frame stack (`stack` model
-    only) -> reward clipping (training only, so evaluation reports real scores).
+    Wrappers, inside out: ALE (frame skip, sticky actions, maybe max-pooling: :func:`make_game`)
+    -> episode statistics (the real game score, in ``info["episode"]``) -> crop/resize/scale
+    -> frame stack (`stack` model only) -> reward clipping (training only, so evaluation
+    reports real scores).
     Non-Atari ids (CartPole) keep their vector observations, as float32. `statistics=False`
     leaves out the statistics and the clipping (:func:`make_worker_envs` adds both around
     all its games).
@@ -59,7 +81,7 @@ def make_env(config: Config, train: bool = True, render_mode: str | None = None,
             env = FrameStackObservation(env, stack_size=config.stack_frames)
             env = ReshapeObservation(env, (int(np.prod(env.observation_space.shape)),))
         return env
-    env = make_emulator(config, render_mode)
+    env = make_game(config, render_mode)
     if statistics:
         env = RecordEpisodeStatistics(env)
     shape = (config.frame_channels, config.frame_size, config.frame_size)

@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from a3c_course.config import Config, make_config
-from a3c_course.envs import env_spaces, make_env
+from a3c_course.config import Config, ConfigError, make_config
+from a3c_course.envs import env_spaces, make_env, make_game
 
 
 def _play(env: gym.Env, actions: list[int], seed: int = 0) -> tuple[list[float], list[dict]]:
@@ -147,3 +147,66 @@ def test_cartpole_keeps_vector_observations(model: str, shape: tuple[int, ...]) 
     finally:
         env.close()
     assert env_spaces(config) == (shape, 2)
+
+
+@pytest.mark.parametrize("grayscale", [True, False])
+def test_max_pool_frames_shows_the_max_of_each_steps_last_two_frames(grayscale: bool) -> None:
+    """With `max_pool_frames` the agent sees, at every step, the pixel-wise max of the last
+    two of its `frame_skip` frames: checked against the same game stepped frame by frame."""
+    config = make_config(env="spaceinvaders", grayscale=grayscale, max_pool_frames=True,
+                         repeat_action_probability=0.0)
+    pooled = make_game(config)
+    frames = make_game(config.replace(max_pool_frames=False, frame_skip=1))
+    rng = np.random.default_rng(0)
+    try:
+        pooled.reset(seed=5)
+        frames.reset(seed=5)
+        differs_from_last = 0
+        for _ in range(300):
+            action = int(rng.integers(pooled.action_space.n))
+            obs, _, terminated, truncated, _ = pooled.step(action)
+            seen = [frames.step(action)[0] for _ in range(config.frame_skip)]
+            np.testing.assert_array_equal(obs, np.maximum(seen[-2], seen[-1]))
+            differs_from_last += not np.array_equal(obs, seen[-1])
+            assert not (terminated or truncated)
+        # SpaceInvaders draws objects on alternate frames: the last frame alone misses some.
+        assert differs_from_last > 30
+    finally:
+        pooled.close()
+        frames.close()
+
+
+def test_max_pool_frames_keeps_the_pipeline_and_real_scores() -> None:
+    """The whole make_env pipeline on pooled frames: same shapes, episode statistics count
+    agent steps (not frames), and evaluation reports the real score."""
+    config = make_config(env="spaceinvaders", model="stack", max_pool_frames=True)
+    env = make_env(config, train=False)
+    try:
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == (4, 42, 42) and obs.dtype == np.float32
+        steps, score = 0, 0.0
+        while True:
+            obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+            steps, score = steps + 1, score + float(reward)
+            if terminated or truncated:
+                break
+        assert info["episode"]["l"] == steps and info["episode"]["r"] == score
+        assert score > 1  # unclipped: SpaceInvaders' invaders are worth 5 to 30 points
+    finally:
+        env.close()
+
+
+def test_max_pool_frames_needs_an_atari_game_and_two_frames() -> None:
+    with pytest.raises(ConfigError, match="max_pool_frames"):
+        make_config(max_pool_frames=True, frame_skip=1)
+    with pytest.raises(ConfigError, match="max_pool_frames"):
+        make_config(env="CartPole-v1", max_pool_frames=True)
+
+
+def test_max_pool_frames_keeps_sticky_actions() -> None:
+    env = make_env(make_config(env="spaceinvaders", max_pool_frames=True))
+    try:
+        assert env.unwrapped.ale.getFloat("repeat_action_probability") == pytest.approx(0.25)
+        assert env.unwrapped._frameskip == 1  # the pooling wrapper repeats the action instead
+    finally:
+        env.close()
