@@ -63,6 +63,9 @@ class Config:
     max_pool_frames: bool = False
     """observe the pixel-wise max of each step's last two frames (DQN's fix for objects drawn
     on alternate frames only, such as SpaceInvaders' bullets), not the last frame alone"""
+    life_loss_terminal: bool = False
+    """in training, end the return (no bootstrap) where the game takes a life, without
+    restarting the game: losing a life then costs the value of all that would have followed"""
     crop_top: int = 35
     """rows cut from the top of the 210-row frame (score board)"""
     crop_bottom: int = 15
@@ -162,6 +165,9 @@ class Config:
             raise ConfigError(
                 f"max_pool_frames=True with env={self.env!r}, frame_skip={self.frame_skip}: "
                 "allowed only for an Atari game with frame_skip >= 2 (two frames to pool)")
+        if self.life_loss_terminal and not is_atari(self.env_id):
+            raise ConfigError(f"life_loss_terminal=True with env={self.env!r}: allowed only "
+                              "for an Atari game (the ALE counts the lives)")
         _at_least("crop_top", self.crop_top, 0)
         _at_least("crop_bottom", self.crop_bottom, 0)
         if self.crop_top + self.crop_bottom > 200:
@@ -322,7 +328,8 @@ FIELDS_ADDED_LATER: dict[str, Any] = {"standardize": False, "eval_render": False
                                       "stop_at_target": True, "confirm_pause": False,
                                       "snapshot_minutes": 0.0, "envs_per_worker": 1,
                                       "stack_widen_first": True, "lr_decay_steps": 0,
-                                      "normalize_advantages": False, "max_pool_frames": False}
+                                      "normalize_advantages": False, "max_pool_frames": False,
+                                      "life_loss_terminal": False}
 
 # ---------------------------------------------------------------------- presets
 PRESETS: dict[str, dict[str, Any]] = {

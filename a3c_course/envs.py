@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any, SupportsFloat
 
 import ale_py
 import gymnasium as gym
@@ -60,14 +61,32 @@ def make_game(config: Config, render_mode: str | None = None) -> gym.Env:
                               grayscale_obs=config.grayscale, scale_obs=False)
 
 
+class LifeLoss(gym.Wrapper):
+    """Marks ``info["life_lost"]`` on a step where the game took a life and goes on; the
+    worker ends the return there (`life_loss_terminal`). Gymnasium has no such wrapper: its
+    AtariPreprocessing can only end (and so restart) the whole game on a lost life."""
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self.lives = self.unwrapped.ale.lives()
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lives = self.unwrapped.ale.lives()
+        info["life_lost"] = lives < self.lives and not (terminated or truncated)
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+
 def make_env(config: Config, train: bool = True, render_mode: str | None = None,
              statistics: bool = True) -> gym.Env:
     """The game of `config`, preprocessed as the config says.
 
     Wrappers, inside out: ALE (frame skip, sticky actions, maybe max-pooling: :func:`make_game`)
-    -> episode statistics (the real game score, in ``info["episode"]``) -> crop/resize/scale
-    -> frame stack (`stack` model only) -> reward clipping (training only, so evaluation
-    reports real scores).
+    -> lost lives marked (training with `life_loss_terminal` only) -> episode statistics (the
+    real game score, in ``info["episode"]``) -> crop/resize/scale -> frame stack (`stack`
+    model only) -> reward clipping (training only, so evaluation reports real scores).
     Non-Atari ids (CartPole) keep their vector observations, as float32. `statistics=False`
     leaves out the statistics and the clipping (:func:`make_worker_envs` adds both around
     all its games).
@@ -82,6 +101,8 @@ def make_env(config: Config, train: bool = True, render_mode: str | None = None,
             env = ReshapeObservation(env, (int(np.prod(env.observation_space.shape)),))
         return env
     env = make_game(config, render_mode)
+    if train and config.life_loss_terminal:
+        env = LifeLoss(env)
     if statistics:
         env = RecordEpisodeStatistics(env)
     shape = (config.frame_channels, config.frame_size, config.frame_size)

@@ -39,7 +39,9 @@ class Rollout:
     observations: torch.Tensor  # (T+1, k, *obs): the T acted on, then the bootstrap one
     actions: torch.Tensor  # (T, k) int64
     rewards: torch.Tensor  # (T, k) training rewards (clipped)
-    dones: torch.Tensor  # (T, k) 1.0 where a game ended after step t
+    dones: torch.Tensor  # (T, k) 1.0 where a game ended after step t (its state restarts)
+    terminals: torch.Tensor  # (T, k) 1.0 where the return stops after step t: a game ended,
+    # or it lost a life and the env says so (`life_loss_terminal`); no bootstrap across it
     start_state: torch.Tensor  # (k, H) the core state before step 0, a constant (TBPTT)
 
 
@@ -55,6 +57,7 @@ def play_rollout(model: ActorCritic, envs: gym.vector.VectorEnv, obs: np.ndarray
     actions = torch.empty((steps, k), dtype=torch.int64)
     rewards = torch.empty((steps, k))
     dones = torch.empty((steps, k))
+    terminals = torch.empty((steps, k))
     start_state = state
     with torch.no_grad():
         for t in range(steps):
@@ -67,6 +70,9 @@ def play_rollout(model: ActorCritic, envs: gym.vector.VectorEnv, obs: np.ndarray
             # rare in Atari (108,000 frames), and simpler than keeping the final frame.
             ended = np.logical_or(terminated, truncated)
             dones[t] = torch.from_numpy(ended.astype(np.float32))
+            # A lost life (only marked with `life_loss_terminal`) ends the return, not the game.
+            life_lost = info.get("life_lost", False) & info.get("_life_lost", False)
+            terminals[t] = torch.from_numpy(np.logical_or(ended, life_lost).astype(np.float32))
             if ended.any():
                 for i in np.flatnonzero(info["_episode"]):
                     on_episode(int(i), float(info["episode"]["r"][i]),
@@ -74,7 +80,7 @@ def play_rollout(model: ActorCritic, envs: gym.vector.VectorEnv, obs: np.ndarray
                 # A finished game's next observation starts a new episode: so does its state.
                 state = state * (1.0 - dones[t]).unsqueeze(1)
         observations[steps].copy_(torch.from_numpy(obs))
-    return Rollout(observations, actions, rewards, dones, start_state), obs, state
+    return Rollout(observations, actions, rewards, dones, terminals, start_state), obs, state
 
 
 def rollout_loss(model: ActorCritic, rollout: Rollout, config: Config) -> A3CLoss:
@@ -83,7 +89,7 @@ def rollout_loss(model: ActorCritic, rollout: Rollout, config: Config) -> A3CLos
     steps = rollout.actions.shape[0]
     logits, values = model.unroll(rollout.observations, rollout.start_state, rollout.dones)
     return a3c_loss(logits[:steps], values[:steps], rollout.actions, rollout.rewards,
-                    rollout.dones, values[steps].detach(), config.gamma, config.gae_lambda,
+                    rollout.terminals, values[steps].detach(), config.gamma, config.gae_lambda,
                     config.entropy_coef, config.value_coef, config.normalize_advantages)
 
 

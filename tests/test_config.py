@@ -108,6 +108,7 @@ BAD_VALUES: list[tuple[str, object, str | None]] = [
     ("repeat_action_probability", "0.25", None),
     ("repeat_action_probability", NAN, "repeat_action_probability=nan"),
     ("max_pool_frames", "yes", None),
+    ("life_loss_terminal", 1, None),
     ("crop_top", -1, None),
     ("crop_bottom", -1, None),
     ("crop_bottom", 1.0, None),

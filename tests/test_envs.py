@@ -210,3 +210,30 @@ def test_max_pool_frames_keeps_sticky_actions() -> None:
         assert env.unwrapped._frameskip == 1  # the pooling wrapper repeats the action instead
     finally:
         env.close()
+
+
+def test_life_loss_marks_each_lost_life_of_a_game_that_goes_on() -> None:
+    """SpaceInvaders starts with 3 lives: a whole random game marks exactly 2 lost lives (the
+    third ends the game, which is a termination, not a mark); evaluation marks none."""
+    config = make_config(env="spaceinvaders", life_loss_terminal=True)
+    marks = {}
+    for train in (True, False):
+        env = make_env(config, train=train)
+        try:
+            env.reset(seed=1)
+            env.action_space.seed(1)
+            marks[train] = 0
+            while True:
+                _, _, terminated, truncated, info = env.step(env.action_space.sample())
+                marks[train] += bool(info.get("life_lost", False))
+                if terminated or truncated:
+                    break
+            assert terminated and env.unwrapped.ale.lives() == 0
+        finally:
+            env.close()
+    assert marks == {True: 2, False: 0}
+
+
+def test_life_loss_terminal_needs_an_atari_game() -> None:
+    with pytest.raises(ConfigError, match="life_loss_terminal"):
+        make_config(env="CartPole-v1", life_loss_terminal=True)
