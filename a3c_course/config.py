@@ -256,8 +256,8 @@ class Config:
         mine = self.to_dict()
         # A field the model does not read changes nothing (the GRU has no widened layer).
         unused = {"stack_widen_first"} if self.model != "stack" else set()
-        return {k: v for k, v in mine.items()
-                if k not in _NOT_A_VARIANT | unused and base[k] != v}
+        return learning_changes({k: v for k, v in mine.items()
+                                 if k not in unused and base[k] != v})
 
     def relabelled(self) -> Config:
         """This config under the preset it differs least from in the fields that shape
@@ -297,6 +297,12 @@ class Config:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+
+def learning_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a {field: value} dict that change how a run learns: budgets, seeds,
+    the game, the model and labels left out (e.g. a `resume` row's "changed")."""
+    return {k: v for k, v in changes.items() if k not in _NOT_A_VARIANT}
 
 
 def field_names() -> list[str]:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .config import learning_changes
 from .results import compare_models, settings_of
 
 if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
@@ -62,6 +63,25 @@ def plot_learning_curve(rows: list[dict[str, Any]], ax: Axes | None = None, x: s
     ax.set_xlabel("wall-clock minutes" if x == "minutes" else "agent steps")
     ax.set_ylabel("game score")
     ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_run(rows: list[dict[str, Any]], ax: Axes | None = None, window: int = 200,
+             title: str | None = None) -> Axes:
+    """One long run against agent steps (:func:`plot_learning_curve`), with a dashed line
+    at each resume that changed how it learns, labelled with the changes (budgets, which
+    every resume changes, are left out)."""
+    ax = plot_learning_curve(rows, ax, x="steps", window=window, label="run")
+    top = ax.get_ylim()[1]
+    for row in rows:
+        changes = learning_changes(row.get("changed", {})) if row.get("event") == "resume" else {}
+        if changes:
+            ax.axvline(row["steps"], color="0.3", linestyle="--", linewidth=1)
+            text = "\n".join(f"{k}={v}" for k, v in changes.items())
+            ax.text(row["steps"], top, " " + text.replace("\n", "\n "), fontsize=7,
+                    va="top", ha="left", color="0.2")
+    if title:
+        ax.set_title(title, fontsize=9)
     return ax
 
 

@@ -16,6 +16,9 @@ Reads benchmarks/results/*.json and draws
 - images/tuning.png: issue 15's learning trials (benchmarks/results/tuning/time_to_win-*.json)
   against agent steps, as the running mean of 10 single greedy games, beside the default
   preset's sticky-action runs as they are.
+- images/long_runs.png: the runs kept in checkpoints/ (the shipped agents' and the longer
+  ones), each from its metrics.jsonl against agent steps, with a dashed line at every resume
+  that changed how it learns (a3c_course.plots.plot_run).
 
 Every figure carries a footer naming the command that made it and the files it read.
 
@@ -40,6 +43,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from a3c_course.plots import (  # noqa: E402
     plot_gru_vs_stack,
+    plot_run,
     plot_time_to_win_grid,
     time_to_win_curves,
 )
@@ -297,12 +301,32 @@ def plot_tuning(trials: list[tuple[Path, dict[str, Any]]],
     return out
 
 
+def plot_long_runs(run_dirs: list[Path], out: Path, sources: str) -> Path:
+    """One panel per run directory: its training games and greedy games against agent steps,
+    its resumes that changed how it learns marked."""
+    fig, axes = plt.subplots(len(run_dirs), 1, figsize=(11, 3.3 * len(run_dirs)), squeeze=False)
+    for ax, run in zip(axes[:, 0], run_dirs, strict=True):
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        config = json.loads((run / "config.json").read_text())
+        end = max(r.get("steps", 0) for r in rows)
+        plot_run(rows, ax, title=f"{run.name}: {config['env']}, {config['model']} model, "
+                 f"{end / 1e6:.1f} M agent steps (the config it started with: config.json)")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    footer(fig, sources)
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", type=Path, default=common.RESULTS,
                    help="folder of result JSON files (default: benchmarks/results)")
     p.add_argument("--out", type=Path, default=common.IMAGES,
                    help="folder for the PNG files (default: images)")
+    p.add_argument("--runs", type=Path, default=common.REPO / "checkpoints",
+                   help="folder of run directories for long_runs.png (default: checkpoints)")
     p.add_argument("--env", default="ALE/Pong-v5",
                    help="time_to_win results of this env only ('all': every env)")
     args = p.parse_args(argv)
@@ -365,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
         path = plot_envs_per_worker(sweep, args.out / "envs_per_worker.png",
                                     f"{shown}/throughput-*-k*.json")
         print(f"{len(sweep)} results -> {path}")
+    run_dirs = sorted(d for d in args.runs.glob("*") if (d / "metrics.jsonl").is_file())
+    if run_dirs:
+        path = plot_long_runs(run_dirs, args.out / "long_runs.png", "checkpoints/*/metrics.jsonl")
+        print(f"{len(run_dirs)} runs -> {path}")
     return 0
 
 

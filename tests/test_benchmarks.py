@@ -132,9 +132,14 @@ def test_plot_draws_every_figure_from_result_files(tmp_path: Path) -> None:
     gru = json.loads((BENCH / "results" / "time_to_win-pong-det-std-s1.json").read_text())
     gru["model"] = gru["config"]["model"] = "stack"
     (results / "time_to_win-twin.json").write_text(json.dumps(gru))
-    proc = _bench("plot.py", "--results", str(results), "--out", str(images))
+    run = tmp_path / "runs" / "pong-sticky-s1"  # a committed run, for long_runs.png
+    run.mkdir(parents=True)
+    for name in ("metrics.jsonl", "config.json"):
+        (run / name).write_text((BENCH.parent / "checkpoints" / run.name / name).read_text())
+    proc = _bench("plot.py", "--results", str(results), "--out", str(images),
+                  "--runs", str(run.parent))
     for name in ("score_vs_minutes.png", "throughput.png", "gru_vs_stack.png",
-                 "envs_per_worker.png", "tuning.png"):
+                 "envs_per_worker.png", "tuning.png", "long_runs.png"):
         png = images / name
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", proc.stdout
     # The README's trial table, printed from the same files (one line per trial): the greedy

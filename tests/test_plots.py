@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from a3c_course.plots import curve, plot_diagnostics, rolling_mean  # noqa: E402
+from a3c_course.plots import curve, plot_diagnostics, plot_run, rolling_mean  # noqa: E402
 
 ROWS = [
     {"event": "progress", "time_s": 10.0, "steps": 0, "entropy": None, "value_loss": None,
@@ -110,3 +110,21 @@ def test_time_to_win_outcome_and_grid() -> None:
     fig = plot_time_to_win_grid([WON, MISSED, {**WON, "protocol": "deterministic"}])
     spare = [ax for ax in fig.axes if not ax.axison and ax.get_legend() is not None]
     assert len(spare) == 1 and not fig.legends
+
+
+def test_a_run_marks_the_resumes_that_changed_how_it_learns() -> None:
+    rows = [
+        {"event": "episode", "time_s": 1.0, "steps": 1000, "episode_return": -21.0},
+        {"event": "resume", "time_s": 2.0, "steps": 2000, "changed": {"max_minutes": 90.0}},
+        {"event": "episode", "time_s": 3.0, "steps": 3000, "episode_return": -19.0},
+        {"event": "resume", "time_s": 4.0, "steps": 4000,
+         "changed": {"max_minutes": 120.0, "entropy_coef": 0.001, "max_pool_frames": True}},
+        {"event": "eval", "time_s": 5.0, "steps": 5000, "eval_return": -15.0},
+    ]
+    ax = plot_run(rows, title="a run")
+    marks = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert [list(line.get_xdata()) for line in marks] == [[4000, 4000]]  # budgets: no mark
+    labels = [t.get_text() for t in ax.texts]
+    assert len(labels) == 1 and "entropy_coef=0.001" in labels[0]
+    assert "max_pool_frames=True" in labels[0] and "max_minutes" not in labels[0]
+    assert ax.get_title() == "a run" and ax.get_xlabel() == "agent steps"
