@@ -77,9 +77,8 @@ def plot_run(rows: list[dict[str, Any]], ax: Axes | None = None, window: int = 2
         changes = learning_changes(row.get("changed", {})) if row.get("event") == "resume" else {}
         if changes:
             ax.axvline(row["steps"], color="0.3", linestyle="--", linewidth=1)
-            text = "\n".join(f"{k}={v}" for k, v in changes.items())
-            ax.text(row["steps"], top, " " + text.replace("\n", "\n "), fontsize=7,
-                    va="top", ha="left", color="0.2")
+            text = "".join(f" {k}={v}\n" for k, v in changes.items()).rstrip("\n")
+            ax.text(row["steps"], top, text, fontsize=7, va="top", ha="left", color="0.2")
     if title:
         ax.set_title(title, fontsize=9)
     return ax
