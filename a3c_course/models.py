@@ -103,11 +103,13 @@ class GRUActorCritic(ActorCritic):
             else:
                 nn.init.orthogonal_(p)
 
-    def _core_step(self, features, state):
+    def _core_step(self, features: torch.Tensor, state: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
         state = self.core(features, state)
         return state, state
 
-    def _core_unroll(self, features, state, dones):
+    def _core_unroll(self, features: torch.Tensor, state: torch.Tensor, dones: torch.Tensor
+                     ) -> torch.Tensor:
         single = dones.dim() == 1  # one rollout: make it k = 1 rollouts
         if single:
             features, dones = features.unsqueeze(1), dones.unsqueeze(1)
@@ -137,10 +139,12 @@ class StackActorCritic(ActorCritic):
     def _make_core(self, feature_size: int, hidden_size: int) -> nn.Module:
         return nn.Linear(feature_size, hidden_size)
 
-    def _core_step(self, features, state):
+    def _core_step(self, features: torch.Tensor, state: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
         return F.relu(self.core(features)), state
 
-    def _core_unroll(self, features, state, dones):
+    def _core_unroll(self, features: torch.Tensor, state: torch.Tensor, dones: torch.Tensor
+                     ) -> torch.Tensor:
         return F.relu(self.core(features))
 
 

@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle  # noqa: E402
 
 from a3c_course import make_config  # noqa: E402
@@ -110,15 +111,17 @@ def preprocessing_figure(path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- process diagram
-def box(ax, x, y, w, h, text, color, fontsize=9, weight="normal", lw=1.2):
+def box(ax: Axes, x: float, y: float, w: float, h: float, text: str, color: str,
+        fontsize: float = 9, weight: str = "normal", lw: float = 1.2) -> None:
     ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02,rounding_size=0.15",
                                 facecolor=color, edgecolor="0.25", linewidth=lw))
     ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize,
             weight=weight, wrap=True)
 
 
-def arrow(ax, start, end, color, text="", text_xy=None, style="-|>", ls="-", rad=0.0,
-          fontsize=8):
+def arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], color: str,
+          text: str = "", text_xy: tuple[float, float] | None = None, style: str = "-|>",
+          ls: str = "-", rad: float = 0.0, fontsize: float = 8) -> None:
     ax.add_patch(FancyArrowPatch(start, end, arrowstyle=style, mutation_scale=14, color=color,
                                  linewidth=1.6, linestyle=ls,
                                  connectionstyle=f"arc3,rad={rad}"))
