@@ -323,6 +323,56 @@ def test_timeline_refuses_a_run_without_snapshots(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "snapshot_minutes" in proc.stderr
 
 
+def test_select_agent_plays_each_saved_weights_on_the_same_seeds(tmp_path: Path) -> None:
+    import torch
+
+    from a3c_course.checkpoint import load_model, save_checkpoint
+    from a3c_course.config import make_config
+    from a3c_course.envs import env_spaces
+    from a3c_course.evaluator import evaluate_model
+    from a3c_course.models import build_model
+    from a3c_course.rundir import snapshot_path
+
+    # CartPole: an untrained agent's greedy score there depends on its weights and the seed
+    # (an untrained Pong agent loses 21-0 whatever they are).
+    run = tmp_path / "cp-run"
+    config = make_config(env="CartPole-v1", num_workers=2)
+    obs_shape, n_actions = env_spaces(config)
+    files = {snapshot_path(run, 120.0): 50_000, snapshot_path(run, 240.0): 100_000,
+             run / "best.pt": 80_000, run / "checkpoint.pt": 120_000}
+    for i, (path, steps) in enumerate(files.items()):
+        torch.manual_seed(i)  # four different sets of weights
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(path, config, build_model(config, n_actions, obs_shape), None,
+                        {"time_s": 60.0 * i, "steps": steps})
+    (run / "metrics.jsonl").write_text("")
+    out = tmp_path / "results"
+    _bench("select_agent.py", str(run), "--episodes", "3", "--seed", "7", "--from-steps",
+           "60000", "--repeat-action-probability", "0", "--out", str(out))
+    result = json.loads((out / "select-cp-run.json").read_text())
+    _provenance_ok(result)
+    # The snapshot taken before --from-steps is left out; best.pt and checkpoint.pt never are.
+    found = result["candidates"]
+    assert [c["steps"] for c in found] == [80_000, 100_000, 120_000]
+    assert [c["file"] for c in found] == ["best.pt", "snapshots/000240s.pt", "checkpoint.pt"]
+    # Each file is played greedily on the same seeds: the scores evaluate_model gives it.
+    other_seeds = []
+    for candidate in found:
+        model, played = load_model(run / candidate["file"])
+        assert candidate["returns"] == evaluate_model(model, played, 3, seed=7)
+        assert candidate["mean_return"] == pytest.approx(sum(candidate["returns"]) / 3, abs=1e-3)
+        assert candidate["min_return"] == min(candidate["returns"])
+        other_seeds.append(evaluate_model(model, played, 3, seed=1000) != candidate["returns"])
+    assert any(other_seeds)  # the seeds matter, so the check above could fail
+    assert len({c["mean_return"] for c in found}) > 1
+    assert result["best"] == max(found, key=lambda c: c["mean_return"])["file"]
+    # A folder that is no run, or a bad count, is refused with exit status 2.
+    for args in ([str(tmp_path)], [str(run), "--episodes", "0"]):
+        bad = subprocess.run([sys.executable, str(BENCH / "select_agent.py"), *args],
+                             capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert bad.returncode == 2 and ("metrics.jsonl" in bad.stderr or "--episodes" in bad.stderr)
+
+
 def test_measured_processes_end_when_the_benchmark_is_killed(tmp_path: Path) -> None:
     """A benchmark killed mid-measurement (SIGKILL: no clean-up runs) leaves no process
     stepping the emulator behind: each watches its parent."""
