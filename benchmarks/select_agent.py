@@ -26,7 +26,7 @@ import common
 
 import a3c_course
 from a3c_course.checkpoint import CheckpointError, load_checkpoint
-from a3c_course.rundir import snapshots
+from a3c_course.rundir import SNAPSHOTS_DIR, snapshots
 
 # Validation seeds: consecutive from here (ship_agent.py's ship seeds start at 20,000,000).
 VALIDATION_SEED = 30_000_000
@@ -41,7 +41,7 @@ def candidates(run_dir: Path, from_steps: int) -> list[dict[str, Any]]:
         if not path.is_file():
             continue
         steps = int(load_checkpoint(path).counters.get("steps", 0))
-        if path.parent.name == "snapshots" and steps < from_steps:
+        if path.parent.name == SNAPSHOTS_DIR and steps < from_steps:
             continue
         found.append({"file": path.relative_to(run_dir).as_posix(), "steps": steps})
     return sorted(found, key=lambda c: c["steps"])
