@@ -27,6 +27,11 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 IMAGES = REPO / "images"
 START_TIMEOUT_S = 300.0  # spawn + import torch + ALE on a loaded laptop can take a while
+# Games training never plays (training seeds are 32-bit hashes): the first seed of a row of
+# consecutive ones. Ship seeds decide what ships (ship_agent.py); validation seeds choose
+# among candidates and draw timelines (select_agent.py, timeline.py), so the ship seeds stay unseen.
+SHIP_SEED = 20_000_000
+VALIDATION_SEED = 30_000_000
 
 
 def command_line() -> str:

@@ -28,9 +28,6 @@ import a3c_course
 from a3c_course.checkpoint import CheckpointError, load_checkpoint
 from a3c_course.rundir import SNAPSHOTS_DIR, snapshots
 
-# Validation seeds: consecutive from here (ship_agent.py's ship seeds start at 20,000,000).
-VALIDATION_SEED = 30_000_000
-
 
 def candidates(run_dir: Path, from_steps: int) -> list[dict[str, Any]]:
     """best.pt, checkpoint.pt and the snapshots (those taken at or after `from_steps` agent
@@ -64,7 +61,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", type=Path)
     p.add_argument("--episodes", type=int, default=2 if a3c_course.TEST_MODE else 30)
-    p.add_argument("--seed", type=int, default=VALIDATION_SEED,
+    p.add_argument("--seed", type=int, default=common.VALIDATION_SEED,
                    help="first validation seed (default: %(default)s)")
     p.add_argument("--repeat-action-probability", type=float, default=0.25)
     p.add_argument("--from-steps", type=int, default=0,

@@ -40,10 +40,6 @@ from a3c_course.evaluator import evaluate_model
 from a3c_course.rundir import read_metrics
 from a3c_course.video import record_video
 
-# Training and the trainer's evaluator seed their games with 32-bit values drawn by
-# child_seed (numpy's SeedSequence); shipping evaluations use their own consecutive seeds.
-EVAL_SEED = 20_000_000
-
 
 def strip_only(names: list[str], out: Path, video_dir: Path, video_frames: int) -> int:
     """images/NAME.png for agents already shipped: the game of their shipped video, replayed
@@ -79,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default="best.pt", help="file in RUN_DIR to ship")
     p.add_argument("--episodes", type=int, default=30)
     p.add_argument("--repeat-action-probability", type=float, default=0.25)
-    p.add_argument("--seed", type=int, default=EVAL_SEED)
+    p.add_argument("--seed", type=int, default=common.SHIP_SEED)
     p.add_argument("--video-frames", type=int, default=1200, help="cap on the video's length")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--min-mean", type=float, default=None,

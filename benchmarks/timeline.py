@@ -43,7 +43,6 @@ from a3c_course.rundir import snapshots
 from a3c_course.video import record_video
 
 STAGES = ("corner", "returning", "scoring", "winning")
-EVAL_SEED = 30_000_000  # games training never played (training seeds are 32-bit hashes)
 LONGER = 2.0  # "returning": games at least this many times as long as the first snapshot's
 VIDEO_FRAMES = 600
 
@@ -82,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", type=Path, help="a run made with --set snapshot_minutes=M")
     p.add_argument("--episodes", type=int, default=5, help="greedy games per snapshot")
-    p.add_argument("--seed", type=int, default=EVAL_SEED)
+    p.add_argument("--seed", type=int, default=common.VALIDATION_SEED)
     p.add_argument("--ship", action="store_true",
                    help="copy the four stage snapshots into the package, with videos")
     p.add_argument("--out", type=Path, default=common.RESULTS)
