@@ -11,10 +11,10 @@ nowhere else:
   :class:`Confirmation`, :class:`Fatal`) and the one a backend adds (:class:`Restarted`).
 - **Backend**: the interface a backend implements for the trainer (start, poll, stop,
   sync the model), and :class:`Poll`, what one poll returns.
-- **Child set-up**: one torch thread, Ctrl-C left to the trainer, a lower priority for the
-  evaluator, a watch on the parent so no child outlives the trainer, and the child seeds.
-  Each works on Linux, macOS and Windows (psutil where the standard library has no
-  portable call).
+- **Child set-up**: one torch thread, Ctrl-C left to the trainer, freed memory kept (glibc),
+  a lower priority for the evaluator, a watch on the parent so no child outlives the trainer,
+  and the child seeds. Each works on Linux, macOS and Windows (psutil where the standard
+  library has no portable call).
 """
 
 from __future__ import annotations
@@ -280,6 +280,35 @@ def init_child(threads: int = 1) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)  # OpenCV's resize would start a thread pool per process
+    keep_freed_memory()
+
+
+# glibc's mallopt parameters (malloc.h) and the values a child sets.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_TRIM_THRESHOLD_BYTES = 256 << 20
+_MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's largest allowed value on 64-bit systems
+
+
+def keep_freed_memory() -> bool:
+    """Linux (glibc): keep memory the process frees for its next allocation instead of
+    handing it back to the kernel. True if that was set, False (changing nothing) elsewhere.
+
+    Why: every update allocates and frees the same tensors (activations of the loss pass,
+    up to megabytes each). By default glibc serves blocks that large with fresh `mmap`s and
+    returns them on free, so each one comes back as page faults and zeroed pages, every
+    update (`python benchmarks/allocator.py` counts them). Other systems' allocators are
+    left as they are.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter runs on
+    except (OSError, AttributeError):  # no mallopt: not glibc (musl, ...)
+        return False
+    return bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES)
+                and mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))
 
 
 def lower_priority(nice: int) -> bool:

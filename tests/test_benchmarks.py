@@ -269,6 +269,19 @@ def test_profile_worker_splits_the_loop_into_its_steps(tmp_path: Path) -> None:
         assert shares[step] > 0, step
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_allocator_compares_glibc_defaults_with_freed_memory_kept(tmp_path: Path) -> None:
+    _bench("allocator.py", "--seconds", "2", "--warmup", "1", "--out", str(tmp_path),
+           "--name", "a")
+    result = json.loads((tmp_path / "a.json").read_text())
+    _provenance_ok(result)
+    default, kept = result["glibc_default"], result["kept"]
+    assert default["steps"] > 0 and kept["steps"] > 0
+    # A count, not a speed: kept memory is taken again without faulting.
+    assert kept["faults_per_step"] < default["faults_per_step"] / 4
+    assert result["kept_over_default"] > 0
+
+
 def test_stop_latency_times_a_stop(tmp_path: Path) -> None:
     _bench("stop_latency.py", "--load", "0", "--repeats", "1", "--out", str(tmp_path),
            "--name", "s")
