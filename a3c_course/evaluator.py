@@ -10,6 +10,7 @@ confirms, the workers wait (`confirm_pause`): the confirmation then has the core
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
@@ -29,14 +30,27 @@ from .envs import make_env
 from .models import ActorCritic, build_model, copy_weights
 
 
+@dataclass(frozen=True)
+class PlayedStep:
+    """One step of :func:`play_episode`, as its `on_step` hears it."""
+
+    step: int  # 0, 1, ... within the episode
+    action: int
+    probs: np.ndarray  # pi(.|s): the policy the action was taken from
+    value: float  # V(s), the critic's estimate before the step
+    reward: float  # the real game reward the step brought
+
+
 @torch.no_grad()
 def play_episode(model: ActorCritic, env: gym.Env, seed: int | None = None, greedy: bool = True,
                  on_frame: Callable[[np.ndarray], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> tuple[float, int]:
+                 should_stop: Callable[[], bool] | None = None,
+                 on_step: Callable[[PlayedStep], None] | None = None) -> tuple[float, int]:
     """Play one episode; return (real game score, agent steps).
 
-    `on_frame` receives ``env.render()`` after every step (for video); `should_stop` is
-    polled every 200 steps so a long episode can be abandoned.
+    `on_frame` receives ``env.render()`` after every step (for video), `on_step` a
+    :class:`PlayedStep` (for diagnostics); `should_stop` is polled every 200 steps so a long
+    episode can be abandoned.
     """
     obs, _ = env.reset(seed=seed)
     state = model.initial_state()
@@ -44,13 +58,16 @@ def play_episode(model: ActorCritic, env: gym.Env, seed: int | None = None, gree
     if on_frame is not None:
         on_frame(env.render())
     while True:
-        logits, _, state = model(torch.from_numpy(obs).unsqueeze(0), state)
+        logits, value, state = model(torch.from_numpy(obs).unsqueeze(0), state)
         if greedy:
             action = int(logits.argmax())
         else:
             action = int(torch.multinomial(torch.softmax(logits, -1), 1))
         obs, reward, terminated, truncated, _ = env.step(action)
         score += float(reward)
+        if on_step is not None:
+            on_step(PlayedStep(steps, action, torch.softmax(logits, -1)[0].numpy(),
+                               float(value), float(reward)))
         steps += 1
         if on_frame is not None:
             on_frame(env.render())

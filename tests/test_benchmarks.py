@@ -282,6 +282,28 @@ def test_allocator_compares_glibc_defaults_with_freed_memory_kept(tmp_path: Path
     assert result["kept_over_default"] > 0
 
 
+def test_lost_points_keeps_the_steps_before_every_point_lost(tmp_path: Path) -> None:
+    # The timeline's first stage sits in a corner: it loses all 21 points of its game.
+    _bench("lost_points.py", "pretrained:timeline/pong-corner", "--episodes", "1",
+           "--context", "5", "--out", str(tmp_path), "--name", "l")
+    result = json.loads((tmp_path / "l.json").read_text())
+    _provenance_ok(result)
+    assert result["scores"] == [-21.0] and result["points_lost"] == 21 == len(result["lost"])
+    for point in result["lost"]:
+        assert len(point["steps"]) == 5 and point["steps"][-1]["step"] == point["step"]
+        assert point["steps"][-1]["reward"] == -1.0
+        assert all(0 <= s["ball_y"] <= 255 and len(s["probs"]) == 6 for s in point["steps"])
+
+
+def test_lost_points_refuses_an_agent_of_another_game_with_exit_2(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(BENCH / "lost_points.py"),
+                           "pretrained:spaceinvaders", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env={**os.environ, "A3C_TEST_MODE": "1"})
+    assert proc.returncode == 2 and "SpaceInvaders" in proc.stderr and "Pong" in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def test_stop_latency_times_a_stop(tmp_path: Path) -> None:
     _bench("stop_latency.py", "--load", "0", "--repeats", "1", "--out", str(tmp_path),
            "--name", "s")

@@ -103,3 +103,13 @@ def test_evaluate_model_plays_its_episodes_on_seeds_in_turn() -> None:
         env.close()
     assert scores == alone
     assert all(-21.0 <= s <= 21.0 for s in scores)
+
+
+def test_on_step_hears_every_step_with_its_policy_value_and_reward(pong) -> None:
+    heard = []
+    score, steps = play_episode(_model(pong, RIGHT), pong, seed=0, on_step=heard.append)
+    assert [s.step for s in heard] == list(range(steps))
+    assert all(s.action == RIGHT for s in heard)
+    assert all(abs(float(s.probs.sum()) - 1.0) < 1e-5 and s.probs.argmax() == RIGHT
+               for s in heard)
+    assert sum(s.reward for s in heard) == score
