@@ -94,17 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     common.add_run_args(p)
     p.set_defaults(model="stack")
-    p.add_argument("--seconds", type=float, default=3.0 if test else 30.0,
-                   help="length of each measured window")
-    p.add_argument("--warmup", type=float, default=1.0 if test else 10.0,
-                   help="length of the unmeasured run before it")
+    common.add_loop_args(p, 30.0, 10.0, "measured window")
     p.add_argument("--rounds", type=int, default=1 if test else 3,
                    help="alternate the two allocators this many times; medians are reported")
     common.add_output_args(p, "allocator-PRESET-MODEL[-GAME]")
     args = p.parse_args(argv)
-    for flag in ("seconds", "warmup", "rounds"):
-        if getattr(args, flag) <= 0:
-            p.error(f"--{flag} {getattr(args, flag)}: must be more than 0")
+    common.require_positive(p, args, "seconds", "warmup", "rounds")
     if not sys.platform.startswith("linux"):
         p.error(f"this measures glibc's allocator: Linux only (this is {sys.platform})")
 

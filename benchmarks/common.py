@@ -191,6 +191,25 @@ def protocol(config: Any) -> str:
     return "deterministic" if config.repeat_action_probability == 0 else "sticky"
 
 
+def add_loop_args(parser: Any, seconds: float, warmup: float, window: str) -> None:
+    """--seconds and --warmup of a benchmark that runs the worker loop in-process: `warmup` s
+    unmeasured, then its `window` of `seconds` s (3 s and 1 s in test mode)."""
+    from a3c_course import TEST_MODE
+
+    parser.add_argument("--seconds", type=float, default=3.0 if TEST_MODE else seconds,
+                        help=f"length of the {window}")
+    parser.add_argument("--warmup", type=float, default=1.0 if TEST_MODE else warmup,
+                        help=f"length of the unmeasured run before the {window}")
+
+
+def require_positive(parser: Any, args: Any, *flags: str) -> None:
+    """Exit with status 2, naming the flag and its value, when one of `flags` is not above 0."""
+    for flag in flags:
+        value = getattr(args, flag)
+        if value <= 0:
+            parser.error(f"--{flag} {value}: must be more than 0")
+
+
 def add_output_args(parser: Any, stem: str) -> None:
     """--set, --out and --name, as every benchmark that writes one result file takes them."""
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",

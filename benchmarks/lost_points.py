@@ -73,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="output directory (default: benchmarks/results)")
     p.add_argument("--name", default=None, help="file stem (default: lost_points-AGENT)")
     args = p.parse_args(argv)
-    for flag in ("episodes", "context"):
-        if getattr(args, flag) < 1:
-            p.error(f"--{flag} {getattr(args, flag)}: must be at least 1")
+    common.require_positive(p, args, "episodes", "context")
     if not 0.0 <= args.repeat_action_probability < 1.0:
         p.error(f"--repeat-action-probability {args.repeat_action_probability}: allowed is "
                 "0 <= p < 1")

@@ -30,7 +30,6 @@ import common
 import torch
 from throughput import private_state
 
-import a3c_course
 from a3c_course.config import Config
 from a3c_course.worker import train_worker
 
@@ -131,18 +130,12 @@ def profile_loop(config: Config, warmup: float, seconds: float) -> dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    test = a3c_course.TEST_MODE
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     common.add_run_args(p)
-    p.add_argument("--seconds", type=float, default=5.0 if test else 60.0,
-                   help="length of the profiled run")
-    p.add_argument("--warmup", type=float, default=2.0 if test else 10.0,
-                   help="length of the unprofiled run before it")
+    common.add_loop_args(p, 60.0, 10.0, "profiled run")
     common.add_output_args(p, "profile-PRESET-MODEL[-GAME]")
     args = p.parse_args(argv)
-    for flag in ("seconds", "warmup"):
-        if getattr(args, flag) <= 0:
-            p.error(f"--{flag} {getattr(args, flag)}: must be more than 0")
+    common.require_positive(p, args, "seconds", "warmup")
 
     config, out = common.config_and_output(args, "profile")
     header = common.provenance()
