@@ -6,8 +6,8 @@ back to the kernel, so the next update takes them again as page faults.
 them. This benchmark runs one worker loop (:func:`a3c_course.worker.train_worker` on
 private objects, as throughput.py's *limit* does; one torch thread) in a fresh process,
 alternately with glibc's defaults and with freed memory kept, one process at a time, and
-reports per agent step the page faults, the user and kernel CPU time, and the steps/s of
-each, with their ratio.
+reports per agent step the page faults, the user and kernel CPU time, the steps/s of each
+with their ratio, and each process's peak resident memory.
 
     python benchmarks/allocator.py --model stack --seconds 30 --rounds 3
 
@@ -69,6 +69,8 @@ def loop_child(variant: str, config: Config, warmup: float, seconds: float, conn
         "faults_per_step": round((use1.ru_minflt - use0.ru_minflt) / steps, 2),
         "user_us_per_step": round((use1.ru_utime - use0.ru_utime) / steps * 1e6, 1),
         "kernel_us_per_step": round((use1.ru_stime - use0.ru_stime) / steps * 1e6, 1),
+        # What keeping costs: the process's peak resident memory (Linux counts it in KiB).
+        "peak_rss_mb": round(use1.ru_maxrss / 1024, 1),
     })
 
 

@@ -277,6 +277,7 @@ def test_allocator_compares_glibc_defaults_with_freed_memory_kept(tmp_path: Path
     _provenance_ok(result)
     default, kept = result["glibc_default"], result["kept"]
     assert default["steps"] > 0 and kept["steps"] > 0
+    assert default["peak_rss_mb"] > 0 and kept["peak_rss_mb"] > 0
     # A count, not a speed: kept memory is taken again without faulting.
     assert kept["faults_per_step"] < default["faults_per_step"] / 4
     assert result["kept_over_default"] > 0
