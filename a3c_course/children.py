@@ -294,10 +294,10 @@ def keep_freed_memory() -> bool:
     handing it back to the kernel. True if that was set, False (changing nothing) elsewhere.
 
     Why: every update allocates and frees the same tensors (activations of the loss pass,
-    up to megabytes each). By default glibc serves blocks that large with fresh `mmap`s and
-    returns them on free, so each one comes back as page faults and zeroed pages, every
-    update (`python benchmarks/allocator.py` counts them). Other systems' allocators are
-    left as they are.
+    up to megabytes each). By default glibc gives large freed memory back to the kernel
+    (blocks above its mmap threshold are unmapped, a free top of the heap is trimmed), so
+    every update takes it again as page faults and zeroed pages (`python
+    benchmarks/allocator.py` counts them). Other systems' allocators are left as they are.
     """
     if not sys.platform.startswith("linux"):
         return False
