@@ -31,6 +31,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import common
 import torch
@@ -64,6 +65,20 @@ def strip_only(names: list[str], out: Path, video_dir: Path, video_frames: int) 
               + (f"the same game as {shipped}" if same else
                  f"WARNING: the replay's mp4 differs from {shipped}") + ")", file=sys.stderr)
     return 0
+
+
+def shipped_at(rows: list[dict[str, Any]], checkpoint: str) -> dict[str, float] | None:
+    """When in the run the shipped weights were saved (run time and agent steps): a snapshot's
+    own row, best.pt's best confirmation, checkpoint.pt's last row; None if the metrics do not
+    say (a file of another name, or a best.pt with no confirmation)."""
+    if checkpoint == "best.pt":
+        found = [r for r in rows if r["event"] == "eval_confirm"]
+        found = [max(found, key=lambda r: r["eval_return"])] if found else []
+    elif checkpoint == "checkpoint.pt":
+        found = [r for r in rows if "steps" in r and "time_s" in r][-1:]
+    else:
+        found = [r for r in rows if r["event"] == "snapshot" and r.get("path") == checkpoint]
+    return {"time_s": found[0]["time_s"], "steps": found[0]["steps"]} if found else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "curve": curve[:: max(1, len(curve) // 500)],
         "confirmations": [[r["time_s"], r["steps"], r["eval_return"]] for r in rows
                           if r["event"] == "eval_confirm"],
+        "shipped_at": shipped_at(rows, args.checkpoint),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     candidate = args.out / f".{args.name}.candidate.pt"
