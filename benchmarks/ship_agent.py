@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                           if r["event"] == "eval_confirm"],
         "shipped_at": shipped_at(rows, args.checkpoint),
     }
+    # Taken now: the code that runs is the tree as it stands at the start.
+    made_by = common.provenance()
     args.out.mkdir(parents=True, exist_ok=True)
     candidate = args.out / f".{args.name}.candidate.pt"
     try:
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                       else common.repo_relative(agent))
         evaluation = {
             "benchmark": "pretrained_eval",
-            **common.provenance(),
+            **made_by,
             "checkpoint": f"pretrained:{args.name}",
             "reproduce": f"a3c evaluate {shipped_as} --episodes {args.episodes} --seed {args.seed} "
                          f"--repeat-action-probability {args.repeat_action_probability} --json",
