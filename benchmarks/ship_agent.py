@@ -31,12 +31,17 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import common
 import torch
 
-from a3c_course.checkpoint import PRETRAINED_DIR, CheckpointError, export_agent, load_model
+from a3c_course.checkpoint import (
+    PRETRAINED_DIR,
+    CheckpointError,
+    export_agent,
+    load_checkpoint,
+    load_model,
+)
 from a3c_course.evaluator import evaluate_model
 from a3c_course.rundir import read_metrics
 from a3c_course.video import record_video
@@ -67,18 +72,13 @@ def strip_only(names: list[str], out: Path, video_dir: Path, video_frames: int) 
     return 0
 
 
-def shipped_at(rows: list[dict[str, Any]], checkpoint: str) -> dict[str, float] | None:
-    """When in the run the shipped weights were saved (run time and agent steps): a snapshot's
-    own row, best.pt's best confirmation, checkpoint.pt's last row; None if the metrics do not
-    say (a file of another name, or a best.pt with no confirmation)."""
-    if checkpoint == "best.pt":
-        found = [r for r in rows if r["event"] == "eval_confirm"]
-        found = [max(found, key=lambda r: r["eval_return"])] if found else []
-    elif checkpoint == "checkpoint.pt":
-        found = [r for r in rows if "steps" in r and "time_s" in r][-1:]
-    else:
-        found = [r for r in rows if r["event"] == "snapshot" and r.get("path") == checkpoint]
-    return {"time_s": found[0]["time_s"], "steps": found[0]["steps"]} if found else None
+def shipped_at(checkpoint: Path) -> dict[str, float] | None:
+    """When in the run the shipped weights were saved (run time and agent steps), from the
+    counters every checkpoint file carries; None if the file has none (an older format)."""
+    counters = load_checkpoint(checkpoint).counters
+    if "time_s" not in counters or "steps" not in counters:
+        return None
+    return {"time_s": round(counters["time_s"], 3), "steps": counters["steps"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # The records are read and the candidate evaluated before anything is replaced.
     rows = read_metrics(args.run_dir)
+    try:
+        saved_at = shipped_at(args.run_dir / args.checkpoint)
+    except CheckpointError as error:
+        p.error(str(error))
     curve = [[r["time_s"], r["steps"], r["eval_return"]] for r in rows
              if r["event"] in ("eval", "eval_confirm")]
     training = {
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         "curve": curve[:: max(1, len(curve) // 500)],
         "confirmations": [[r["time_s"], r["steps"], r["eval_return"]] for r in rows
                           if r["event"] == "eval_confirm"],
-        "shipped_at": shipped_at(rows, args.checkpoint),
+        "shipped_at": saved_at,
     }
     # Taken now: the code that runs is the tree as it stands at the start.
     made_by = common.provenance()
