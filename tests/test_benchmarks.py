@@ -312,6 +312,36 @@ def test_lost_points_refuses_an_agent_of_another_game_with_exit_2(tmp_path: Path
     assert not list(tmp_path.iterdir())
 
 
+def test_game_ends_tells_how_each_spaceinvaders_game_ended(tmp_path: Path) -> None:
+    _bench("game_ends.py", "pretrained:spaceinvaders", "--episodes", "1", "--out", str(tmp_path),
+           "--name", "g")
+    result = json.loads((tmp_path / "g.json").read_text())
+    _provenance_ok(result)
+    (game,) = result["games"]
+    assert game["ended"] in ("invaded", "last life", "cut short")
+    # SpaceInvaders starts with 3 lives; the counter ends at 0 whichever way the game ended.
+    assert 1 <= len(game["lives_lost"]) <= 3 and game["lives_lost"][-1]["lives_left"] == 0
+    if game["ended"] == "invaded":
+        assert game["lives_before_last_step"] >= 2
+    elif game["ended"] == "last life":
+        assert game["lives_before_last_step"] == 1 and len(game["lives_lost"]) == 3
+    assert game["lives_lost"][-1]["step"] == game["steps"] - 1
+    steps = [life["step"] for life in game["lives_lost"]]
+    assert steps == sorted(steps) and all(0 <= s < game["steps"] for s in steps)
+    assert all(0 <= life["score"] <= game["score"] for life in game["lives_lost"])
+    assert result["by_ending"] == {game["ended"]: {
+        "games": 1, "mean_score": game["score"], "min_score": game["score"],
+        "max_score": game["score"]}}
+
+
+def test_game_ends_refuses_an_agent_of_another_game_with_exit_2(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(BENCH / "game_ends.py"), "pretrained:pong",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120,
+                          cwd=REPO, env={**os.environ, "A3C_TEST_MODE": "1"})
+    assert proc.returncode == 2 and "Pong" in proc.stderr and "SpaceInvaders" in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def test_stop_latency_times_a_stop(tmp_path: Path) -> None:
     _bench("stop_latency.py", "--load", "0", "--repeats", "1", "--out", str(tmp_path),
            "--name", "s")
