@@ -87,6 +87,8 @@ def main() -> int:
         p.error(f"{args.run_dir} holds no weights to choose from (best.pt, checkpoint.pt, "
                 f"snapshots after {args.from_steps} steps)")
 
+    # Taken now: the code that runs is the tree as it stands at the start.
+    made_by = common.provenance()
     # Spawned pool processes, ended by the with-block on return, error or Ctrl-C.
     jobs = [(str(args.run_dir / c["file"]), args.episodes, args.seed,
              args.repeat_action_probability) for c in found]
@@ -102,7 +104,7 @@ def main() -> int:
     best = max(found, key=lambda c: (c["mean_return"], c["min_return"]))
     result = {
         "benchmark": "select_agent",
-        **common.provenance(),
+        **made_by,
         "run_dir": common.repo_relative(args.run_dir),
         "episodes": args.episodes,
         "seed": args.seed,
