@@ -219,6 +219,42 @@ def add_output_args(parser: Any, stem: str) -> None:
     parser.add_argument("--name", default=None, help=f"file stem (default: {stem})")
 
 
+def add_agent_play_args(parser: Any, game: str, episodes: int, kind: str) -> None:
+    """AGENT, --episodes, --seed, --repeat-action-probability, --out and --name of a benchmark
+    that plays one `game` agent greedily and writes KIND-AGENT.json."""
+    parser.add_argument("agent", help=f"a checkpoint file or pretrained:NAME (a {game} agent)")
+    parser.add_argument("--episodes", type=int, default=episodes)
+    parser.add_argument("--seed", type=int, default=VALIDATION_SEED,
+                        help="first seed (default: the validation seeds)")
+    parser.add_argument("--repeat-action-probability", type=float, default=0.25)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output directory (default: benchmarks/results)")
+    parser.add_argument("--name", default=None, help=f"file stem (default: {kind}-AGENT)")
+
+
+def check_agent_play_args(parser: Any, args: Any, *positive: str) -> None:
+    """Exit with status 2 on a bad --episodes (or other `positive` flag) or sticky probability."""
+    require_positive(parser, args, "episodes", *positive)
+    if not 0.0 <= args.repeat_action_probability < 1.0:
+        parser.error(f"--repeat-action-probability {args.repeat_action_probability}: allowed "
+                     "is 0 <= p < 1")
+
+
+def agent_play_result(args: Any, kind: str, header: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Where the result of a benchmark that played args.agent goes (KIND-AGENT.json, or --out
+    and --name), and the fields it starts with: benchmark, provenance, agent and protocol."""
+    stem = args.name or f"{kind}-" + Path(args.agent.replace(":", "-")).with_suffix("") \
+        .as_posix().replace("/", "-")
+    return (args.out or RESULTS) / f"{stem}.json", {
+        "benchmark": kind,
+        **header,
+        "agent": repo_relative(args.agent) if ":" not in args.agent else args.agent,
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "repeat_action_probability": args.repeat_action_probability,
+    }
+
+
 def add_window_args(parser: Any, alternates: str) -> None:
     """--workers, --seconds, --warmup and --rounds of the throughput benchmarks, whose rounds
     alternate `alternates` (e.g. "limit and trainer")."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import common
@@ -85,18 +84,9 @@ def summary(games: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("agent", help="a checkpoint file or pretrained:NAME (a SpaceInvaders agent)")
-    p.add_argument("--episodes", type=int, default=30)
-    p.add_argument("--seed", type=int, default=common.VALIDATION_SEED)
-    p.add_argument("--repeat-action-probability", type=float, default=0.25)
-    p.add_argument("--out", type=Path, default=None,
-                   help="output directory (default: benchmarks/results)")
-    p.add_argument("--name", default=None, help="file stem (default: game_ends-AGENT)")
+    common.add_agent_play_args(p, "SpaceInvaders", episodes=30, kind="game_ends")
     args = p.parse_args(argv)
-    common.require_positive(p, args, "episodes")
-    if not 0.0 <= args.repeat_action_probability < 1.0:
-        p.error(f"--repeat-action-probability {args.repeat_action_probability}: allowed is "
-                "0 <= p < 1")
+    common.check_agent_play_args(p, args)
 
     header = common.provenance()
     try:
@@ -104,17 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ValueError) as e:
         p.error(str(e))
 
-    stem = args.name or "game_ends-" + Path(args.agent.replace(":", "-")).with_suffix("") \
-        .as_posix().replace("/", "-")
-    out = (args.out or common.RESULTS) / f"{stem}.json"
+    out, result = common.agent_play_result(args, "game_ends", header)
     scores = [g["score"] for g in games]
-    result = {
-        "benchmark": "game_ends",
-        **header,
-        "agent": common.repo_relative(args.agent) if ":" not in args.agent else args.agent,
-        "episodes": args.episodes,
-        "seed": args.seed,
-        "repeat_action_probability": args.repeat_action_probability,
+    result |= {
         "mean_score": round(sum(scores) / len(scores), 3),
         "by_ending": summary(games),
         "games": games,

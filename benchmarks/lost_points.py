@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import common
@@ -64,19 +63,10 @@ def play(agent: str, episodes: int, seed: int, sticky: float, context: int
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("agent", help="a checkpoint file or pretrained:NAME (a Pong agent)")
-    p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=common.VALIDATION_SEED)
-    p.add_argument("--repeat-action-probability", type=float, default=0.25)
+    common.add_agent_play_args(p, "Pong", episodes=10, kind="lost_points")
     p.add_argument("--context", type=int, default=12, help="steps kept before each lost point")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output directory (default: benchmarks/results)")
-    p.add_argument("--name", default=None, help="file stem (default: lost_points-AGENT)")
     args = p.parse_args(argv)
-    common.require_positive(p, args, "episodes", "context")
-    if not 0.0 <= args.repeat_action_probability < 1.0:
-        p.error(f"--repeat-action-probability {args.repeat_action_probability}: allowed is "
-                "0 <= p < 1")
+    common.check_agent_play_args(p, args, "context")
 
     header = common.provenance()
     try:
@@ -88,16 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     def expected_win(point: dict[str, Any]) -> bool:
         return any(s["value"] > EXPECTED_WIN for s in point["steps"])
 
-    stem = args.name or "lost_points-" + Path(args.agent.replace(":", "-")).with_suffix("") \
-        .as_posix().replace("/", "-")
-    out = (args.out or common.RESULTS) / f"{stem}.json"
-    result = {
-        "benchmark": "lost_points",
-        **header,
-        "agent": common.repo_relative(args.agent) if ":" not in args.agent else args.agent,
-        "episodes": args.episodes,
-        "seed": args.seed,
-        "repeat_action_probability": args.repeat_action_probability,
+    out, result = common.agent_play_result(args, "lost_points", header)
+    result |= {
         "context": args.context,
         "scores": scores,
         "mean_score": round(sum(scores) / len(scores), 3),

@@ -190,8 +190,10 @@ def test_keep_freed_memory_ends_the_page_faults_of_repeated_allocations() -> Non
                              text=True, timeout=120, check=True).stdout.split()
         assert out[0] == ("True" if variant == "keep" else "None")
         faults[variant] = int(out[1])
-    # 20 rounds of 20 MB freed and taken again: ~100,000 faults by default, a few hundred kept.
-    assert faults["default"] > 20_000
+    # 20 rounds of 20 MB freed and taken again: by default ~100,000 faults (one a 4 kB page),
+    # in some runs ~10,000 (the same machine, the same code: how glibc places the blocks
+    # varies from process to process); kept, ~500 in every run measured.
+    assert faults["default"] > 5_000
     assert faults["keep"] < faults["default"] / 10
 
 
